@@ -1,0 +1,280 @@
+"""The database part of the graph: network, volumes, image, host preflight and the TimescaleDB container."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from ms5_components.database.tuning import TuningInput, server_command, server_settings
+from ms5_components.lifecycle.preflight import HostPreflight, HostPreflightArgs
+from ms5_components.settings import DatabaseSettings, Secret
+
+INTERNAL_PORT = 5432
+"""Port of the server inside the container and on the stack network."""
+PGDATA = "/var/lib/postgresql/data"
+"""The official image's data directory: always on the named data volume."""
+BACKUP_DIR = "/backups"
+"""Mount point of the backup volume inside the container."""
+PASSWORD_FILE = "/run/secrets/ms5-db-password"
+"""Where the superuser password is uploaded (read once, at first initialisation)."""
+# Capabilities the image's entrypoint needs to fix data directory ownership and drop to postgres.
+_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimescaleDbArgs:
+    """Inputs of :class:`TimescaleDb`."""
+
+    prefix: str
+    """Prefix of every Docker object name (``<project>-<stack>``); changing it replaces everything
+    and, with data protection on, is refused for the volumes."""
+    settings: DatabaseSettings
+    """Validated database settings. Image, name, superuser, port, limits and server settings
+    replace the container (delete-before-replace); the data volume is never replaced by them."""
+    bind_address: str
+    """Host address the port is published on (default 127.0.0.1)."""
+    protect_data: bool
+    """protect + retain_on_delete on the data and backup volumes."""
+    docker_host: str
+    """Docker endpoint, for the host preflight."""
+    min_free_disk_gb: int
+    """Preflight minimum of free space on Docker's data root."""
+    labels: dict[str, str]
+    """Labels put on every Docker object (project, stack, component added)."""
+
+
+class TimescaleDb(pulumi.ComponentResource):
+    """A TimescaleDB server on Docker with its network, named volumes and host preflight."""
+
+    network_name: pulumi.Output[str]
+    """Name of the stack's Docker network (other containers join it)."""
+    container_name: pulumi.Output[str]
+    """Container name: also the server's DNS name on the stack network (port 5432)."""
+    host: pulumi.Output[str]
+    """Address the server is reachable at from the Pulumi host."""
+    port: pulumi.Output[int]
+    """Published host port."""
+    database: pulumi.Output[str]
+    """Application database name."""
+    user: pulumi.Output[str]
+    """Superuser name."""
+    password: pulumi.Output[str]
+    """Superuser password (secret)."""
+    dsn: pulumi.Output[str]
+    """Superuser DSN from the Pulumi host (secret)."""
+    image_digest: pulumi.Output[str]
+    """Repository digest of the image the container runs."""
+    server_settings: dict[str, str]
+    """The server settings passed on the command line (plain data, known at preview)."""
+    container: docker.Container
+    """The container resource, for ``depends_on``."""
+
+    def __init__(
+        self, name: str, args: TimescaleDbArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ms5:database:TimescaleDb", name, None, opts)
+        db = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        labels = [
+            docker.ContainerLabelArgs(label=k, value=v)
+            for k, v in sorted({**args.labels, "ms5.component": "timescaledb"}.items())
+        ]
+        volume_labels = [docker.VolumeLabelArgs(label=x.label, value=x.value) for x in labels]
+
+        network = docker.Network(
+            f"{name}-network",
+            docker.NetworkArgs(
+                name=f"{args.prefix}-net",
+                driver="bridge",
+                labels=[docker.NetworkLabelArgs(label=x.label, value=x.value) for x in labels],
+            ),
+            opts=child,
+        )
+        protected = pulumi.ResourceOptions(
+            parent=self, protect=args.protect_data, retain_on_delete=args.protect_data
+        )
+        data_volume = docker.Volume(
+            f"{name}-data",
+            docker.VolumeArgs(name=f"{args.prefix}-pgdata", labels=volume_labels),
+            opts=protected,
+        )
+        backup_volume = docker.Volume(
+            f"{name}-backups",
+            docker.VolumeArgs(name=f"{args.prefix}-backups", labels=volume_labels),
+            opts=protected,
+        )
+        image = docker.RemoteImage(
+            f"{name}-image",
+            docker.RemoteImageArgs(name=db.image.reference, keep_locally=True),
+            opts=child,
+        )
+        password = _superuser_password(name, db.password, child)
+
+        pg_major = db.image.pg_major
+        assert pg_major is not None  # guaranteed by settings validation
+        preflight = HostPreflight(
+            f"{name}-preflight",
+            HostPreflightArgs(
+                docker_host=args.docker_host,
+                min_free_disk_gb=args.min_free_disk_gb,
+                memory_mb=db.memory_mb,
+                pg_major=pg_major,
+                image=image.image_id,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[image]),
+        )
+
+        self.server_settings = server_settings(
+            TuningInput(
+                memory_mb=db.memory_mb,
+                cpus=db.cpus,
+                max_connections=db.max_connections,
+                log_min_duration_ms=db.log_min_duration_ms,
+                telemetry=db.telemetry,
+            ),
+            db.server_settings,
+        )
+        container_name = f"{args.prefix}-timescaledb"
+        health_interval = 5
+        self.container = docker.Container(
+            f"{name}-container",
+            docker.ContainerArgs(
+                name=container_name,
+                hostname=container_name,
+                image=image.image_id,
+                command=server_command(self.server_settings),
+                envs=[
+                    f"POSTGRES_DB={db.name}",
+                    f"POSTGRES_USER={db.superuser}",
+                    f"POSTGRES_PASSWORD_FILE={PASSWORD_FILE}",
+                    "POSTGRES_INITDB_ARGS=--auth-host=scram-sha-256 --data-checksums",
+                    "POSTGRES_HOST_AUTH_METHOD=scram-sha-256",
+                    f"PGDATA={PGDATA}",
+                    "NO_TS_TUNE=true",
+                    f"TIMESCALEDB_TELEMETRY={db.telemetry}",
+                ],
+                uploads=[
+                    docker.ContainerUploadArgs(
+                        file=PASSWORD_FILE,
+                        content=pulumi.Output.secret(password),
+                        permissions="0444",
+                    )
+                ],
+                volumes=[
+                    docker.ContainerVolumeArgs(
+                        volume_name=data_volume.name, container_path=PGDATA
+                    ),
+                    docker.ContainerVolumeArgs(
+                        volume_name=backup_volume.name, container_path=BACKUP_DIR
+                    ),
+                ],
+                networks_advanced=[
+                    docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=["timescaledb"])
+                ],
+                ports=[
+                    docker.ContainerPortArgs(
+                        internal=INTERNAL_PORT, external=db.port, ip=args.bind_address
+                    )
+                ],
+                healthcheck=docker.ContainerHealthcheckArgs(
+                    # 127.0.0.1, not the socket: the entrypoint's init-only server listens on the
+                    # socket alone, so this cannot pass before the real server is up.
+                    tests=[
+                        "CMD",
+                        "pg_isready",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(INTERNAL_PORT),
+                        "-d",
+                        db.name,
+                        "-U",
+                        db.superuser,
+                    ],
+                    interval=f"{health_interval}s",
+                    timeout="5s",
+                    retries=max(db.health_timeout_seconds // health_interval, 3),
+                    start_period=f"{db.health_timeout_seconds}s",
+                    start_interval="2s",
+                ),
+                wait=True,
+                wait_timeout=db.health_timeout_seconds,
+                restart=db.restart_policy,
+                memory=db.memory_mb,
+                memory_swap=db.memory_mb,
+                cpus=str(db.cpus),
+                shm_size=db.shm_size_mb,
+                security_opts=["no-new-privileges:true"],
+                capabilities=docker.ContainerCapabilitiesArgs(
+                    drops=["ALL"], adds=list(_CAPABILITIES)
+                ),
+                log_driver="json-file",
+                log_opts={"max-size": db.log_max_size, "max-file": str(db.log_max_files)},
+                stop_signal="SIGINT",
+                stop_timeout=120,
+                destroy_grace_seconds=150,
+                labels=labels,
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[preflight],
+                # Never two servers on one data directory.
+                delete_before_replace=True,
+                # The password file is read once, at first initialisation; later password changes
+                # are applied with ALTER ROLE, not by restarting the server.
+                ignore_changes=["uploads"],
+                additional_secret_outputs=["uploads"],
+            ),
+        )
+
+        host = "127.0.0.1" if args.bind_address in ("0.0.0.0", "::") else args.bind_address  # noqa: S104
+        self.network_name = network.name
+        self.container_name = self.container.name
+        self.host = pulumi.Output.from_input(host)
+        self.port = pulumi.Output.from_input(db.port)
+        self.database = pulumi.Output.from_input(db.name)
+        self.user = pulumi.Output.from_input(db.superuser)
+        self.password = pulumi.Output.secret(password)
+        # Wait for the healthy container before handing out a DSN: dependants connect to it.
+        self.dsn = pulumi.Output.secret(
+            pulumi.Output.all(self.container.id, password).apply(
+                lambda parts: _dsn(db.superuser, parts[1], host, db.port, db.name)
+            )
+        )
+        self.image_digest = image.repo_digest
+        self.register_outputs(
+            {
+                "network_name": self.network_name,
+                "container_name": self.container_name,
+                "host": self.host,
+                "port": self.port,
+                "database": self.database,
+                "user": self.user,
+                "dsn": self.dsn,
+                "image_digest": self.image_digest,
+            }
+        )
+
+
+def _dsn(user: str, password: str, host: str, port: int, database: str) -> str:
+    from urllib.parse import quote
+
+    host_part = f"[{host}]" if ":" in host else host
+    return f"postgresql://{quote(user)}:{quote(password, safe='')}@{host_part}:{port}/{quote(database)}"
+
+
+def _superuser_password(
+    name: str, configured: Secret | None, opts: pulumi.ResourceOptions
+) -> pulumi.Output[str]:
+    """The configured password, or one generated once and kept (encrypted) in state."""
+    if configured is not None:
+        return pulumi.Output.secret(configured.reveal())
+    generated = random.RandomPassword(
+        f"{name}-superuser-password",
+        random.RandomPasswordArgs(length=32, special=False),
+        opts=opts,
+    )
+    return generated.result

@@ -1,0 +1,76 @@
+"""Wires the subsystems of one stack together: the one place that knows the whole graph.
+
+``build_stack(settings)`` creates every component in dependency order and returns the values the
+program exports. Each later capability adds its part in its own marked section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from ms5_components.database.timescaledb import TimescaleDb, TimescaleDbArgs
+from ms5_components.settings import Settings
+
+
+@dataclass(kw_only=True)
+class Stack:
+    """The components of one stack, for exports and tests."""
+
+    settings: Settings
+    database: TimescaleDb
+    outputs: dict[str, pulumi.Input[object]] = field(default_factory=dict)
+    """Stack outputs, exported by the program."""
+
+
+def labels_for(settings: Settings) -> dict[str, str]:
+    """Labels on every Docker object: who manages it and for which stack."""
+    return {
+        "ms5.project": settings.project,
+        "ms5.stack": settings.stack,
+        "ms5.environment": settings.environment,
+        "ms5.managed-by": "pulumi",
+    }
+
+
+def build_stack(settings: Settings) -> Stack:
+    """Create every resource of the stack described by ``settings``."""
+    provider = docker.Provider("docker", docker.ProviderArgs(host=settings.docker_host))
+    on_docker = pulumi.ResourceOptions(providers=[provider])
+    labels = labels_for(settings)
+
+    # ---- database -------------------------------------------------------------------------------
+    database = TimescaleDb(
+        "timescaledb",
+        TimescaleDbArgs(
+            prefix=settings.prefix(),
+            settings=settings.database,
+            bind_address=settings.bind_address,
+            protect_data=settings.protect_data,
+            docker_host=settings.docker_host,
+            min_free_disk_gb=settings.preflight_min_free_disk_gb,
+            labels=labels,
+        ),
+        opts=on_docker,
+    )
+    stack = Stack(settings=settings, database=database)
+    stack.outputs.update(
+        {
+            "dbHost": database.host,
+            "dbPort": database.port,
+            "dbName": database.database,
+            "dbUser": database.user,
+            "dbDsn": database.dsn,
+            "dbContainer": database.container_name,
+            "dbImageDigest": database.image_digest,
+            "network": database.network_name,
+        }
+    )
+
+    # ---- migrations (issue 3) -------------------------------------------------------------------
+
+    # ---- monitoring (issue 4) -------------------------------------------------------------------
+
+    return stack
