@@ -23,7 +23,7 @@ from typing import Any
 
 import pulumi
 import yaml
-from google.protobuf import json_format
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
@@ -123,7 +123,9 @@ def unwrap(value: Any) -> Any:
 class ProgramMocks(pulumi.runtime.Mocks):
     """Deterministic outputs for every resource type the program uses."""
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+    def new_resource(
+        self, args: pulumi.runtime.MockResourceArgs
+    ) -> tuple[str | None, dict[str, Any]]:
         outputs = dict(args.inputs)
         digest = hashlib.sha256(f"{args.typ}:{args.name}".encode()).hexdigest()
         if args.typ == "docker:index/remoteImage:RemoteImage":
@@ -140,7 +142,9 @@ class ProgramMocks(pulumi.runtime.Mocks):
         """Outputs of a dynamic resource; the rehearsal overrides this to run the provider."""
         return {}
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None
 
 
@@ -153,7 +157,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.order: list[str] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
         urn = response.urn
@@ -207,7 +211,9 @@ class ProgramRun:
 
     def one(self, type_: str, name_suffix: str = "") -> Registration:
         found = [r for r in self.by_type(type_) if r.name.endswith(name_suffix)]
-        assert len(found) == 1, f"expected one {type_} named *{name_suffix}, got {[r.urn for r in found]}"
+        assert len(found) == 1, (
+            f"expected one {type_} named *{name_suffix}, got {[r.urn for r in found]}"
+        )
         return found[0]
 
     def by_name(self, name: str) -> Registration:
@@ -266,7 +272,7 @@ def run_program(
     exports: dict[str, Any] = {}
     secret_exports: set[str] = set()
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def evaluate() -> pulumi.Output[Any]:
         runpy.run_path(str(PROGRAM), run_name="__main__")
         root = pulumi_settings.get_root_resource()

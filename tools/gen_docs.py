@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from ms5_components.settings import SPECS, Spec  # noqa: E402
 
@@ -91,7 +91,7 @@ def settings_reference() -> str:
 
 def resource_graph(stack: str = "production") -> str:
     """A Mermaid flowchart of the program's resources (parents as nesting, dependencies as edges)."""
-    from tests.harness import run_program
+    from harness import run_program
 
     run = run_program(stack, _fixture_overrides(stack))
     regs = run.registrations

@@ -507,7 +507,9 @@ def _default_raw(spec: Spec) -> str | None:
     return str(spec.default)
 
 
-def load_settings(raw_config: Mapping[str, str], *, stack: str, project: str = NAMESPACE) -> Settings:
+def load_settings(
+    raw_config: Mapping[str, str], *, stack: str, project: str = NAMESPACE
+) -> Settings:
     """Validate the raw config of one stack (keys ``ms5:<key>``, values as Pulumi passes them).
 
     Raises :class:`SettingsErrors` listing every bad key at once.
@@ -599,8 +601,10 @@ def load_settings(raw_config: Mapping[str, str], *, stack: str, project: str = N
         log_max_size=str(get("dbLogMaxSize")),
         log_max_files=_as_int(get("dbLogMaxFiles")),
     )
-    environment: Environment = "production" if env == "production" else (
-        "development" if env == "development" else "staging"
+    environment: Environment = (
+        "production"
+        if env == "production"
+        else ("development" if env == "development" else "staging")
     )
     return Settings(
         project=project,

@@ -18,7 +18,7 @@ PGDATA = "/var/lib/postgresql/data"
 """The official image's data directory: always on the named data volume."""
 BACKUP_DIR = "/backups"
 """Mount point of the backup volume inside the container."""
-PASSWORD_FILE = "/run/secrets/ms5-db-password"
+PASSWORD_FILE = "/run/secrets/ms5-db-password"  # noqa: S105 (a path, not a password)
 """Where the superuser password is uploaded (read once, at first initialisation)."""
 # Capabilities the image's entrypoint needs to fix data directory ownership and drop to postgres.
 _CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
@@ -164,9 +164,7 @@ class TimescaleDb(pulumi.ComponentResource):
                     )
                 ],
                 volumes=[
-                    docker.ContainerVolumeArgs(
-                        volume_name=data_volume.name, container_path=PGDATA
-                    ),
+                    docker.ContainerVolumeArgs(volume_name=data_volume.name, container_path=PGDATA),
                     docker.ContainerVolumeArgs(
                         volume_name=backup_volume.name, container_path=BACKUP_DIR
                     ),

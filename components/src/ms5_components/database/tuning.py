@@ -36,12 +36,22 @@ def _round_half_up(value: float) -> int:
 
 
 def pg_bytes(value: int) -> str:
-    """Format bytes as PostgreSQL does in config: whole GB, else MB, else kB (rounded down)."""
-    if value >= GB and value % GB == 0:
-        return f"{value // GB}GB"
-    if value >= MB:
-        return f"{value // MB}MB"
-    return f"{max(value // KB, 1)}kB"
+    """Format bytes as timescaledb-tune's BytesToPGFormat does.
+
+    The largest unit the value reaches; a fractional value (beyond 0.001) drops to the next smaller
+    unit; kB values are rounded; anything under 1kB becomes 1kB.
+    """
+    units = (("TB", 1024 * GB), ("GB", GB), ("MB", MB), ("kB", KB))
+    for index, (unit, size) in enumerate(units):
+        if value >= size:
+            amount = value / size
+            if unit == "kB":
+                return f"{_round_half_up(amount)}kB"
+            if amount - int(amount) > 0.001:
+                smaller, smaller_size = units[index + 1]
+                return f"{int(value / smaller_size)}{smaller}"
+            return f"{int(amount)}{unit}"
+    return "1kB"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,9 +78,7 @@ def tuned_settings(tune: TuningInput) -> dict[str, str]:
     cpu_factor = max(_round_half_up(tune.cpus / 2.0), 1)
     work_mem = int(gigs * (_WORK_MEM_PER_GIG_PER_CONN * MB / conns) / cpu_factor)
     maintenance = min(int(gigs * 128 * MB), _MAINTENANCE_WORK_MEM_LIMIT)
-    wal_buffers = (
-        int(gigs * 7864 * KB) if total < _WAL_BUFFERS_THRESHOLD else _WAL_BUFFERS_DEFAULT
-    )
+    wal_buffers = int(gigs * 7864 * KB) if total < _WAL_BUFFERS_THRESHOLD else _WAL_BUFFERS_DEFAULT
     max_locks = "64"
     for limit_gb, locks in ((32, "512"), (16, "256"), (8, "128")):
         if total >= limit_gb * GB:
@@ -128,9 +136,7 @@ def platform_settings(tune: TuningInput) -> dict[str, str]:
     }
 
 
-def server_settings(
-    tune: TuningInput, overrides: Iterable[tuple[str, str]] = ()
-) -> dict[str, str]:
+def server_settings(tune: TuningInput, overrides: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
     """The complete server settings: tuned, then platform, then the stack's overrides."""
     merged = tuned_settings(tune)
     merged.update(platform_settings(tune))

@@ -111,7 +111,17 @@ def _free_disk_bytes(host: str, root_dir: str, image: str) -> int:
         stat = os.statvfs(root_dir)
         return stat.f_bavail * stat.f_frsize
     out = _docker(
-        host, "run", "--rm", "--network", "none", "-v", f"{root_dir}:/r:ro", image, "df", "-Pk", "/r",
+        host,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        f"{root_dir}:/r:ro",
+        image,
+        "df",
+        "-Pk",
+        "/r",
         timeout=120.0,
     )
     fields = out.strip().splitlines()[-1].split()
@@ -175,7 +185,9 @@ class PreflightProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in _INPUTS if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
+        return DiffResult(
+            changes=bool(changed), replaces=[], stables=[], delete_before_replace=False
+        )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         parsed = PreflightProps.from_raw(props)
