@@ -200,3 +200,14 @@ def test_two_evaluations_are_byte_identical(program, stack):
         )
 
     assert snapshot(program(stack)) == snapshot(program(stack))
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_superuser_password_is_kept_in_sync_after_the_container(program, stack):
+    run = program(stack)
+    login = run.one("pulumi-python:dynamic/ms5:RolePassword", "superuser-login")
+    assert login.is_secret("password")
+    assert login.plain("user") == "postgres" and login.plain("database") == "ms5"
+    assert login.plain("port") == (5433 if stack == "staging" else 5432)
+    assert "password" in login.additional_secret_outputs
+    assert run.depends_on(login, _db(run))

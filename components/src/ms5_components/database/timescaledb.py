@@ -10,6 +10,7 @@ import pulumi_random as random
 
 from ms5_components.database.tuning import TuningInput, server_command, server_settings
 from ms5_components.lifecycle.preflight import HostPreflight, HostPreflightArgs
+from ms5_components.lifecycle.role_password import RolePassword, RolePasswordArgs
 from ms5_components.settings import DatabaseSettings, Secret
 
 INTERNAL_PORT = 5432
@@ -71,6 +72,8 @@ class TimescaleDb(pulumi.ComponentResource):
     """The server settings passed on the command line (plain data, known at preview)."""
     container: docker.Container
     """The container resource, for ``depends_on``."""
+    superuser_login: RolePassword
+    """Keeps the superuser's password equal to config; ready once the server accepts logins."""
 
     def __init__(
         self, name: str, args: TimescaleDbArgs, opts: pulumi.ResourceOptions | None = None
@@ -236,9 +239,23 @@ class TimescaleDb(pulumi.ComponentResource):
         self.database = pulumi.Output.from_input(db.name)
         self.user = pulumi.Output.from_input(db.superuser)
         self.password = pulumi.Output.secret(password)
-        # Wait for the healthy container before handing out a DSN: dependants connect to it.
+        # The image applies the password only at first initialisation: this keeps the role's
+        # password equal to config afterwards (ALTER ROLE), and proves the server accepts logins.
+        self.superuser_login = RolePassword(
+            f"{name}-superuser-login",
+            RolePasswordArgs(
+                host=host,
+                port=db.port,
+                database=db.name,
+                user=db.superuser,
+                password=password,
+                connect_timeout_seconds=db.health_timeout_seconds,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
+        )
+        # Hand out the DSN only once the server is healthy and the password is in effect.
         self.dsn = pulumi.Output.secret(
-            pulumi.Output.all(self.container.id, password).apply(
+            pulumi.Output.all(self.superuser_login.id, password).apply(
                 lambda parts: _dsn(db.superuser, parts[1], host, db.port, db.name)
             )
         )
