@@ -95,9 +95,10 @@ def resource_graph(stack: str = "production") -> str:
 
     run = run_program(stack, _fixture_overrides(stack))
     regs = run.registrations
-    ids = {urn: f"r{index}" for index, urn in enumerate(run.order)}
+    order = sorted(run.order)
+    ids = {urn: f"r{index}" for index, urn in enumerate(order)}
     children: dict[str, list[str]] = {}
-    for urn in run.order:
+    for urn in order:
         children.setdefault(regs[urn].parent if regs[urn].parent in regs else "", []).append(urn)
 
     def label(urn: str) -> str:
@@ -123,7 +124,7 @@ def resource_graph(stack: str = "production") -> str:
             continue
         emit(urn, "  ")
     edges: set[tuple[str, str]] = set()
-    for urn in run.order:
+    for urn in order:
         reg = regs[urn]
         deps = set(reg.dependencies)
         for urns in reg.property_dependencies.values():
