@@ -194,10 +194,15 @@ def test_preflight_inputs(program):
 @pytest.mark.parametrize("stack", ["staging", "production"])
 def test_two_evaluations_are_byte_identical(program, stack):
     def snapshot(run: ProgramRun) -> str:
-        # Registration order is the SDK's (asynchronous) business; content per URN must not vary.
+        # Registration order and the order of dependency lists are the SDK's (sets); the
+        # engine compares inputs, which must not vary.
         return json.dumps(
             {
-                urn: (reg.inputs, sorted(reg.dependencies), reg.property_dependencies)
+                urn: (
+                    reg.inputs,
+                    sorted(reg.dependencies),
+                    {k: sorted(v) for k, v in reg.property_dependencies.items()},
+                )
                 for urn, reg in sorted(run.registrations.items())
             },
             sort_keys=True,
