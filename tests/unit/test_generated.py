@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import yaml
-
 import gen_docs
+import yaml
 from harness import ROOT
 from ms5_components.settings import SPECS
 
