@@ -92,8 +92,9 @@ def settings_reference() -> str:
 def resource_graph(stack: str = "production") -> str:
     """A Mermaid flowchart of the program's resources (parents as nesting, dependencies as edges)."""
     from harness import run_program
+    from stacks import overrides_for
 
-    run = run_program(stack, _fixture_overrides(stack))
+    run = run_program(stack, overrides_for(stack))
     regs = run.registrations
     order = sorted(run.order)
     ids = {urn: f"r{index}" for index, urn in enumerate(order)}
@@ -135,17 +136,6 @@ def resource_graph(stack: str = "production") -> str:
     lines.extend(f"  {a} --> {b}" for a, b in sorted(edges))
     lines.append("```")
     return "\n".join(lines) + "\n"
-
-
-def _fixture_overrides(stack: str) -> dict[str, object]:
-    """Values a stack file cannot carry in the repo (see tests/unit/conftest.py)."""
-    if stack == "production":
-        return {"ms5:dbImage": PRODUCTION_TEST_IMAGE}
-    return {}
-
-
-PRODUCTION_TEST_IMAGE = "timescale/timescaledb:2.19.3-pg17@sha256:" + "0" * 64
-"""Shape-valid pinned reference used only to evaluate the production graph offline."""
 
 
 def _replace_block(text: str, name: str, content: str) -> str:

@@ -11,10 +11,9 @@ from harness import ROOT
 
 SNAPSHOT = """
 import hashlib, json, sys
-sys.path.insert(0, {unit!r})
 sys.path.insert(0, {tests!r})
 from harness import run_program
-from conftest import overrides_for
+from stacks import overrides_for
 run = run_program({stack!r}, overrides_for({stack!r}))
 doc = json.dumps(
     {{u: (r.inputs, sorted(r.dependencies), {{k: sorted(v) for k, v in r.property_dependencies.items()}})
@@ -29,7 +28,7 @@ print(hashlib.sha256(doc.encode()).hexdigest(), len(providers))
 @pytest.mark.parametrize("stack", ["staging", "production"])
 def test_separate_processes_register_identical_inputs(stack):
     code = SNAPSHOT.format(
-        unit=str(ROOT / "tests" / "unit"), tests=str(ROOT / "tests"), stack=stack
+        tests=str(ROOT / "tests"), stack=stack
     )
     outs = [
         subprocess.run(
