@@ -33,8 +33,8 @@ def resolve_digest(reference: str) -> str:
     return match.group(1)
 
 
-def pin(stack: str) -> int:
-    path = ROOT / f"Pulumi.{stack}.yaml"
+def pin(stack: str, root: Path = ROOT) -> int:
+    path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
         raise SystemExit(f"pin-images: {path.name} does not exist")
     text = path.read_text()
@@ -51,7 +51,7 @@ def pin(stack: str) -> int:
         print(f"{key}: {pinned}")
         line = re.compile(rf"^(\s*){re.escape(key)}:.*$", re.M)
         if line.search(text):
-            text = line.sub(lambda m, p=pinned, k=key: f"{m.group(1)}{k}: {p}", text)
+            text = line.sub(rf"\g<1>{key}: {pinned}", text)
         else:
             text = text.rstrip("\n") + f"\n  {key}: {pinned}\n"
     path.write_text(text)
