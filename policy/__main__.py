@@ -10,6 +10,7 @@ from pulumi_policy import (
     ResourceValidationArgs,
     ResourceValidationPolicy,
 )
+
 from rules import hardened_container, pgdata_on_named_volume, ports_bound_to_loopback
 
 Rule = Callable[[str, Mapping[str, Any]], list[str]]

@@ -17,12 +17,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import ms5_testenv
 import psycopg
 import pytest
-from harness import ProgramRun, run_program
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+import ms5_testenv
+from harness import ProgramRun, run_program
 from stacks import overrides_for
 
 # ======================================================================================

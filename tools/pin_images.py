@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from ms5_components.settings import NAMESPACE, SPECS, parse_image
 
 ROOT = Path(__file__).resolve().parent.parent

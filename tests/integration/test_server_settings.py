@@ -11,6 +11,7 @@ import re
 
 import psycopg
 import pytest
+
 from harness import ProgramRun
 from ms5_testenv import ServiceStartError
 

@@ -10,9 +10,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import ms5_testenv
 import psycopg
 import pytest
+
+import ms5_testenv
 
 pytestmark = pytest.mark.integration
 

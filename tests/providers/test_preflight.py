@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from ms5_components.errors import PreflightError
 from ms5_components.lifecycle.preflight import PreflightProvider
 

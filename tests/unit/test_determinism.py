@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from harness import ROOT
 
 SNAPSHOT = """
@@ -27,9 +28,7 @@ print(hashlib.sha256(doc.encode()).hexdigest(), len(providers))
 
 @pytest.mark.parametrize("stack", ["staging", "production"])
 def test_separate_processes_register_identical_inputs(stack):
-    code = SNAPSHOT.format(
-        tests=str(ROOT / "tests"), stack=stack
-    )
+    code = SNAPSHOT.format(tests=str(ROOT / "tests"), stack=stack)
     outs = [
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT

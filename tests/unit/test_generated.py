@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import gen_docs
 import yaml
+
+import gen_docs
 from harness import ROOT
 from ms5_components.settings import SPECS
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 import stat
 
-import pin_images
 import yaml
 
+import pin_images
 from harness import ROOT
 from ms5_components.settings import SPECS, load_settings
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from harness import ProgramRun, contains_secret, unwrap
 
 CONTAINER = "docker:index/container:Container"

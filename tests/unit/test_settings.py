@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pulumi
 import pytest
+
 from ms5_components.errors import SettingsErrors
 from ms5_components.settings import Secret, load_settings, parse_image
 

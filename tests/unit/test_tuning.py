@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ms5_components.database.tuning import (
     GB,
     MB,
