@@ -1,6 +1,7 @@
 """The MS5.0 TimescaleDB stack: load settings, build the components, export the outputs."""
 
 import pulumi
+
 from ms5_components.errors import SettingsErrors
 from ms5_components.settings import from_pulumi_config
 from ms5_components.stack import build_stack
