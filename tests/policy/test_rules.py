@@ -6,15 +6,14 @@ import importlib.util
 import sys
 
 from harness import ROOT, run_program, unwrap
+from stacks import overrides_for
 
 sys.path.insert(0, str(ROOT / "policy"))
 import rules
 
-PROD = {"ms5:dbImage": "timescale/timescaledb:2.19.3-pg17@sha256:" + "0" * 64}
-
 
 def _containers(stack):
-    run = run_program(stack, PROD if stack == "production" else {})
+    run = run_program(stack, overrides_for(stack))
     return [
         (r.type, unwrap(r.inputs)) for r in run.registrations.values() if r.type == rules.CONTAINER
     ]

@@ -7,6 +7,7 @@ import pytest
 
 from ms5_components.errors import SettingsErrors
 from ms5_components.settings import Secret, load_settings, parse_image
+from stacks import overrides_for
 
 GOOD_DIGEST = "sha256:" + "a" * 64
 
@@ -128,7 +129,14 @@ def test_all_errors_reported_at_once():
 
 
 def test_production_with_digest_is_accepted():
-    s = load(environment="production", dbImage=f"timescale/timescaledb:2.19.3-pg17@{GOOD_DIGEST}")
+    pinned = {
+        k.split(":", 1)[1]: v for k, v in overrides_for("production").items() if k != "ms5:dbImage"
+    }
+    s = load(
+        environment="production",
+        dbImage=f"timescale/timescaledb:2.19.3-pg17@{GOOD_DIGEST}",
+        **pinned,
+    )
     assert s.is_production and s.database.image.digest == GOOD_DIGEST
     assert s.database.image.pg_major == 17
 

@@ -262,6 +262,31 @@ class Spec:
         return self.default is not None
 
 
+def _migrations_dir(raw: str) -> str:
+    if "\x00" in raw:
+        raise ValueError("expected a directory path")
+    return raw.strip()
+
+
+def _migration_repair(raw: str) -> str:
+    from ms5_components.migrations.plan import RepairEntry
+
+    return str(RepairEntry.parse(raw))
+
+
+# ---- monitoring parsers (issue 4) ----------------------------------------------------------------
+
+
+def _image(raw: str) -> ImageRef:
+    return parse_image(raw)
+
+
+def _grafana_password(raw: str) -> Secret:
+    if raw.strip().lower() == "admin":
+        raise ValueError("Grafana's default password admin is refused (the value is not shown)")
+    return _password(raw)
+
+
 SPECS: tuple[Spec, ...] = (
     # ---- general -------------------------------------------------------------------------------
     Spec(
@@ -436,6 +461,243 @@ SPECS: tuple[Spec, ...] = (
         group="database",
         description="Container log rotation: rotated files kept.",
     ),
+    # ---- migrations (issue 3) ------------------------------------------------------------------
+    Spec(
+        key="migrationsDir",
+        type="string",
+        default="",
+        parse=_migrations_dir,
+        group="migrations",
+        description="Directory of the versioned SQL migrations (V<version>__<description>.sql), "
+        "relative to the project directory; empty means the repository's migrations/ (the MS5.0 "
+        "schema).",
+    ),
+    Spec(
+        key="migrationLockTimeoutMs",
+        type="integer",
+        default=5000,
+        parse=_integer(100, 3_600_000),
+        group="migrations",
+        description="lock_timeout of every migration statement (ms): a migration never queues "
+        "long behind a table lock, nor holds up the queries queued behind it.",
+    ),
+    Spec(
+        key="migrationStatementTimeoutMs",
+        type="integer",
+        default=600_000,
+        parse=_integer(1000, 86_400_000),
+        group="migrations",
+        description="statement_timeout of every migration statement (ms).",
+    ),
+    Spec(
+        key="migrationLockRetries",
+        type="integer",
+        default=3,
+        parse=_integer(0, 100),
+        group="migrations",
+        description="How often a migration that hit lock_timeout is retried (with backoff) "
+        "before the deploy fails.",
+    ),
+    Spec(
+        key="migrationAdvisoryLockWaitSeconds",
+        type="integer",
+        default=300,
+        parse=_integer(1, 86_400),
+        group="migrations",
+        description="How long a deploy waits for another migration runner (another `pulumi up`) "
+        "to finish before failing.",
+    ),
+    Spec(
+        key="migrationRepair",
+        type="array",
+        default=[],
+        parse=_string_list(_migration_repair),
+        group="migrations",
+        description="Accept a changed or deleted applied migration once: entries <version> or "
+        "<version>:<sha256> (the drift error prints the exact entry); remove them after the "
+        "deploy.",
+    ),
+    # ---- monitoring (issue 4) ------------------------------------------------------------------
+    Spec(
+        key="monitoringEnabled",
+        type="boolean",
+        default=True,
+        parse=_boolean,
+        group="monitoring",
+        description="Deploy postgres_exporter, Prometheus (with a Pushgateway) and Grafana.",
+    ),
+    Spec(
+        key="exporterImage",
+        type="string",
+        default="quay.io/prometheuscommunity/postgres-exporter:v0.17.1",
+        parse=_image,
+        group="monitoring",
+        description="postgres_exporter image repo:tag (0.17.x, the version the tests run); "
+        "production also needs @sha256:<digest>.",
+    ),
+    Spec(
+        key="exporterPassword",
+        type="string",
+        secret=True,
+        parse=_password,
+        group="monitoring",
+        description="Password of the exporter's pg_monitor role (secret, at least 16 "
+        "characters); generated and kept in state when not set. A change is applied with "
+        "ALTER ROLE.",
+    ),
+    Spec(
+        key="exporterMemoryMb",
+        type="integer",
+        default=128,
+        parse=_integer(32, 65_536),
+        group="monitoring",
+        description="Memory limit of the exporter container in MiB.",
+    ),
+    Spec(
+        key="exporterTopN",
+        type="integer",
+        default=20,
+        parse=_integer(1, 1000),
+        group="monitoring",
+        description="Hypertables, jobs and continuous aggregates reported one by one; the rest "
+        "are aggregated into one _other series (bounded cardinality).",
+    ),
+    Spec(
+        key="prometheusImage",
+        type="string",
+        default="prom/prometheus:v2.53.3",
+        parse=_image,
+        group="monitoring",
+        description="Prometheus image repo:tag; production also needs @sha256:<digest>.",
+    ),
+    Spec(
+        key="prometheusPort",
+        type="integer",
+        default=9090,
+        parse=_integer(1, 65535),
+        group="monitoring",
+        description="Host port of the Prometheus UI/API (bound to bindAddress).",
+    ),
+    Spec(
+        key="prometheusRetention",
+        type="string",
+        default="15d",
+        parse=_pattern(r"[1-9][0-9]*(h|d|w|y)", "a duration such as 15d (h, d, w or y)"),
+        group="monitoring",
+        description="How long Prometheus keeps samples (--storage.tsdb.retention.time).",
+    ),
+    Spec(
+        key="prometheusRetentionSize",
+        type="string",
+        default="5GB",
+        parse=_pattern(r"[1-9][0-9]*(MB|GB|TB)", "a size such as 5GB (MB, GB or TB)"),
+        group="monitoring",
+        description="Disk Prometheus may use before dropping the oldest blocks "
+        "(--storage.tsdb.retention.size).",
+    ),
+    Spec(
+        key="prometheusMemoryMb",
+        type="integer",
+        default=1024,
+        parse=_integer(128, 1_048_576),
+        group="monitoring",
+        description="Memory limit of the Prometheus container in MiB.",
+    ),
+    Spec(
+        key="pushgatewayImage",
+        type="string",
+        default="prom/pushgateway:v1.11.0",
+        parse=_image,
+        group="monitoring",
+        description="Pushgateway image repo:tag (batch results: backups, restore drills, "
+        "benchmarks); production also needs @sha256:<digest>.",
+    ),
+    Spec(
+        key="pushgatewayPort",
+        type="integer",
+        default=9091,
+        parse=_integer(1, 65535),
+        group="monitoring",
+        description="Host port batch jobs push to (bound to bindAddress).",
+    ),
+    Spec(
+        key="grafanaImage",
+        type="string",
+        default="grafana/grafana:12.1.1",
+        parse=_image,
+        group="monitoring",
+        description="Grafana image repo:tag; production also needs @sha256:<digest>.",
+    ),
+    Spec(
+        key="grafanaPort",
+        type="integer",
+        default=3000,
+        parse=_integer(1, 65535),
+        group="monitoring",
+        description="Host port of Grafana (bound to bindAddress).",
+    ),
+    Spec(
+        key="grafanaAdminUser",
+        type="string",
+        default="ms5admin",
+        parse=_pattern(r"[A-Za-z][A-Za-z0-9_.-]{2,63}", "a login name of 3 to 64 characters"),
+        group="monitoring",
+        description="Grafana administrator login.",
+    ),
+    Spec(
+        key="grafanaAdminPassword",
+        type="string",
+        secret=True,
+        parse=_grafana_password,
+        group="monitoring",
+        description="Grafana administrator password (secret, at least 16 characters, never "
+        "admin); generated and kept in state when not set. A change is applied at the next "
+        "container start (grafana cli reset-admin-password).",
+    ),
+    Spec(
+        key="grafanaDbPassword",
+        type="string",
+        secret=True,
+        parse=_password,
+        group="monitoring",
+        description="Password of the read-only role behind Grafana's PostgreSQL datasource "
+        "(secret); generated when not set. A change is applied with ALTER ROLE.",
+    ),
+    Spec(
+        key="grafanaMemoryMb",
+        type="integer",
+        default=512,
+        parse=_integer(128, 65_536),
+        group="monitoring",
+        description="Memory limit of the Grafana container in MiB.",
+    ),
+    Spec(
+        key="backupMaxAgeHours",
+        type="integer",
+        default=26,
+        parse=_integer(1, 8760),
+        group="monitoring",
+        description="Alert (warning) when the last verified backup is older than this; twice "
+        "this is critical.",
+    ),
+    Spec(
+        key="restoreDrillMaxAgeHours",
+        type="integer",
+        default=192,
+        parse=_integer(1, 8760),
+        group="monitoring",
+        description="Alert (warning) when the last successful restore drill is older than "
+        "this; twice this is critical.",
+    ),
+    Spec(
+        key="alertStorageBudgetGb",
+        type="integer",
+        default=50,
+        parse=_integer(1, 1_000_000),
+        group="monitoring",
+        description="Disk the database may use (data + WAL) in GiB: storage alerts fire at 80 "
+        "% / 90 % of it and when growth would exceed it within 7 days / 1 day.",
+    ),
 )
 
 SPECS_BY_KEY: Mapping[str, Spec] = {spec.key: spec for spec in SPECS}
@@ -557,6 +819,18 @@ def load_settings(
                 f"{image.reference}`)",
             )
         )
+    # Monitoring images (issue 4): pinned by digest in production, like dbImage.
+    for key in ("exporterImage", "prometheusImage", "pushgatewayImage", "grafanaImage"):
+        ref = values[key]
+        if env == "production" and isinstance(ref, ImageRef) and ref.digest is None:
+            errors.append(
+                SettingsError(
+                    f"{prefix}{key}",
+                    f"got {ref.reference!r}; production needs a pinned digest "
+                    "repo:tag@sha256:<64 hex> (find it with `docker buildx imagetools inspect "
+                    f"{ref.reference}`)",
+                )
+            )
     memory = values["dbMemoryMb"]
     shm = values["dbShmSizeMb"]
     assert isinstance(memory, int) and isinstance(shm, int)

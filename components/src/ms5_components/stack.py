@@ -12,6 +12,14 @@ import pulumi
 import pulumi_docker as docker
 
 from ms5_components.database.timescaledb import TimescaleDb, TimescaleDbArgs
+from ms5_components.migrations.plan import load_directory
+from ms5_components.migrations.provider import (
+    MigrationSet,
+    MigrationSetArgs,
+    migrations_dir,
+    repair_entries,
+    runner_settings,
+)
 from ms5_components.settings import Settings
 
 
@@ -21,6 +29,8 @@ class Stack:
 
     settings: Settings
     database: TimescaleDb
+    migrations: MigrationSet | None = None
+    """The schema migrations; depend on it from every resource that reads the schema."""
     outputs: dict[str, pulumi.Input[object]] = field(default_factory=dict)
     """Stack outputs, exported by the program."""
 
@@ -70,6 +80,23 @@ def build_stack(settings: Settings) -> Stack:
     )
 
     # ---- migrations (issue 3) -------------------------------------------------------------------
+    # After the container is healthy (wait=True); every resource that reads the schema depends
+    # on `stack.migrations`. A bad migration file fails the program here, naming the file.
+    migrations = MigrationSet(
+        "migrations",
+        MigrationSetArgs(
+            database=database.database,
+            dsn=database.dsn,
+            server_id=database.container.id,
+            db_image=settings.database.image.reference,
+            migrations=load_directory(migrations_dir(settings)),
+            repair=repair_entries(settings),
+            settings=runner_settings(settings),
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[database.container]),
+    )
+    stack.migrations = migrations
+    stack.outputs.update({"schemaVersion": migrations.current_version})
 
     # ---- monitoring (issue 4) -------------------------------------------------------------------
 
