@@ -4,14 +4,9 @@ directory outside the repository, then called over gRPC."""
 
 from __future__ import annotations
 
-import json
-import os
-import stat
-from pathlib import Path
 from typing import Any
 
 import pytest
-from test_preflight import FAKE_DOCKER
 
 from harness import run_program, unwrap
 from rehearsal import RehearsalError, provider_host
@@ -28,24 +23,7 @@ def _program_inputs(type_suffix: str) -> dict[str, Any]:
     return inputs
 
 
-@pytest.fixture
-def fake_docker_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    exe = bin_dir / "docker"
-    exe.write_text(FAKE_DOCKER)
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    root = tmp_path / "docker-root"
-    root.mkdir()
-    # The provider host inherits this environment, as the engine's plugin host would.
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv(
-        "FAKE_DOCKER_INFO", json.dumps({"MemTotal": 64 * 1024**3, "DockerRootDir": str(root)})
-    )
-    return root
-
-
-def test_preflight_from_the_program_runs_in_a_clean_host(fake_docker_path):
+def test_preflight_from_the_program_runs_in_a_clean_host(fake_docker):
     news = _program_inputs(":HostPreflight")
     news["image"] = "sha256:" + "1" * 64  # an unknown at preview; the image id once pulled
     with provider_host() as host:
@@ -54,6 +32,7 @@ def test_preflight_from_the_program_runs_in_a_clean_host(fake_docker_path):
         id_, outs = host.create(PREFLIGHT_URN, checked)
         assert id_ == "ms5-preflight"
         assert outs["memory_mb"] == 8192 and outs["docker_version"] == "27.3.1"
+        assert outs["docker_root_dir"] == str(fake_docker)
         # Same inputs again: no diff, so a no-op `up` runs no check.
         diff = host.diff(PREFLIGHT_URN, id_, outs, checked)
         assert diff.changes == 1  # DiffResponse.DIFF_NONE
@@ -63,7 +42,7 @@ def test_preflight_from_the_program_runs_in_a_clean_host(fake_docker_path):
         assert "pg_upgrade" in failures[0][1]
 
 
-def test_preflight_failure_reaches_the_engine_with_its_message(fake_docker_path, monkeypatch):
+def test_preflight_failure_reaches_the_engine_with_its_message(fake_docker, monkeypatch):
     monkeypatch.setenv("FAKE_DOCKER_DOWN", "1")
     news = _program_inputs(":HostPreflight")
     news["image"] = "sha256:" + "1" * 64
