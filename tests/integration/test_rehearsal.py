@@ -107,7 +107,7 @@ def test_fresh_deploy_noop_and_one_new_migration(
     assert first.program.exports["schemaVersion"] == expected[-1]
     # The migrations run after the database is up and its login works.
     login = first.program.one("pulumi-python:dynamic/ms5:RolePassword")
-    container = first.program.one("docker:index/container:Container")
+    container = first.program.one("docker:index/container:Container", "timescaledb-container")
     assert first.program.depends_on(registration, container)
     assert first.program.depends_on(registration, login)
 
@@ -125,14 +125,14 @@ def test_fresh_deploy_noop_and_one_new_migration(
     before = sessions(pg_server, database)
 
     # One new migration: the preview lists exactly it and runs no SQL; the deploy applies only it.
-    (migrations_copy / "V0007__line_targets.sql").write_text(
+    (migrations_copy / "V9000__line_targets.sql").write_text(
         "CREATE TABLE IF NOT EXISTS ms5.line_targets (\n"
         "    line_id text PRIMARY KEY,\n    oee_target double precision NOT NULL\n);\n"
     )
     preview = rehearsal.preview()
     planned = preview.one(MIGRATION_SET)
     assert planned.op == "update"
-    assert planned.diff_keys == ["migrations.V0007__line_targets.sql"]
+    assert planned.diff_keys == ["migrations.V9000__line_targets.sql"]
     assert planned.provider_called == ["Check", "Diff"]
     assert [r.urn for r in preview.changed()] == [planned.urn]
     assert sessions(pg_server, database) == before
@@ -143,10 +143,10 @@ def test_fresh_deploy_noop_and_one_new_migration(
     updated = third.one(MIGRATION_SET)
     assert updated.op == "update"
     assert updated.provider_called == ["Check", "Diff", "Update"]
-    assert updated.outputs["last_applied"] == ["7"]
-    assert updated.outputs["applied_versions"] == [*expected, "7"]
+    assert updated.outputs["last_applied"] == ["9000"]
+    assert updated.outputs["applied_versions"] == [*expected, "9000"]
     assert history(pg_database)[: len(applied)] == applied
-    assert [v for v, _ in history(pg_database)][-1] == "7"
+    assert [v for v, _ in history(pg_database)][-1] == "9000"
     assert sessions(pg_server, database) > before
 
 

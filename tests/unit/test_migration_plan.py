@@ -369,8 +369,8 @@ def test_failed_row_is_retried_and_out_of_order_refused() -> None:
 
 def test_default_schema_loads() -> None:
     migrations = load_directory(repository_migrations_dir())
-    assert [m.version for m in migrations] == ["1", "2", "3", "4", "5", "6"]
-    assert [m.transactional for m in migrations] == [True, True, True, True, True, False]
+    assert [m.version for m in migrations] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert [m.transactional for m in migrations] == [True, True, True, True, True, False, True]
 
 
 # ---- the program's MigrationSet (under mocks, no database) ---------------------------------------

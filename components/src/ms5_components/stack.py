@@ -20,6 +20,7 @@ from ms5_components.migrations.provider import (
     repair_entries,
     runner_settings,
 )
+from ms5_components.monitoring.wiring import Monitoring, build_monitoring
 from ms5_components.settings import Settings
 
 
@@ -31,6 +32,8 @@ class Stack:
     database: TimescaleDb
     migrations: MigrationSet | None = None
     """The schema migrations; depend on it from every resource that reads the schema."""
+    monitoring: Monitoring | None = None
+    """Exporter, Prometheus (+ Pushgateway) and Grafana; None when monitoringEnabled is false."""
     outputs: dict[str, pulumi.Input[object]] = field(default_factory=dict)
     """Stack outputs, exported by the program."""
 
@@ -99,5 +102,27 @@ def build_stack(settings: Settings) -> Stack:
     stack.outputs.update({"schemaVersion": migrations.current_version})
 
     # ---- monitoring (issue 4) -------------------------------------------------------------------
+    # The exporter starts after the migrations and after its pg_monitor role; Prometheus after the
+    # exporter; Grafana after Prometheus and its read-only datasource role.
+    if settings.raw.get("monitoringEnabled", True):
+        monitoring = build_monitoring(
+            settings,
+            network_name=database.network_name,
+            db_container_name=f"{settings.prefix()}-timescaledb",
+            database=database.database,
+            admin_dsn=database.dsn,
+            migrations=migrations,
+            labels=labels,
+            docker_opts=on_docker,
+        )
+        stack.monitoring = monitoring
+        stack.outputs.update(
+            {
+                "prometheusUrl": monitoring.prometheus.url,
+                "pushgatewayUrl": monitoring.prometheus.pushgateway_url,
+                "grafanaUrl": monitoring.grafana.url,
+                "grafanaAdminPassword": monitoring.grafana_admin_password,
+            }
+        )
 
     return stack
