@@ -9,6 +9,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from ms5_components.database.tuning import TuningInput, server_command, server_settings
+from ms5_components.docker_common import container_labels, pinned_image, volume_labels
 from ms5_components.lifecycle.preflight import HostPreflight, HostPreflightArgs
 from ms5_components.lifecycle.role_password import RolePassword, RolePasswordArgs
 from ms5_components.settings import DatabaseSettings, Secret
@@ -81,11 +82,8 @@ class TimescaleDb(pulumi.ComponentResource):
         super().__init__("ms5:database:TimescaleDb", name, None, opts)
         db = args.settings
         child = pulumi.ResourceOptions(parent=self)
-        labels = [
-            docker.ContainerLabelArgs(label=k, value=v)
-            for k, v in sorted({**args.labels, "ms5.component": "timescaledb"}.items())
-        ]
-        volume_labels = [docker.VolumeLabelArgs(label=x.label, value=x.value) for x in labels]
+        labels = container_labels(args.labels, "timescaledb")
+        vol_labels = volume_labels(args.labels, "timescaledb")
 
         network = docker.Network(
             f"{name}-network",
@@ -101,19 +99,15 @@ class TimescaleDb(pulumi.ComponentResource):
         )
         data_volume = docker.Volume(
             f"{name}-data",
-            docker.VolumeArgs(name=f"{args.prefix}-pgdata", labels=volume_labels),
+            docker.VolumeArgs(name=f"{args.prefix}-pgdata", labels=vol_labels),
             opts=protected,
         )
         backup_volume = docker.Volume(
             f"{name}-backups",
-            docker.VolumeArgs(name=f"{args.prefix}-backups", labels=volume_labels),
+            docker.VolumeArgs(name=f"{args.prefix}-backups", labels=vol_labels),
             opts=protected,
         )
-        image = docker.RemoteImage(
-            f"{name}-image",
-            docker.RemoteImageArgs(name=db.image.reference, keep_locally=True),
-            opts=child,
-        )
+        image = pinned_image(f"{name}-image", db.image, self)
         password = _superuser_password(name, db.password, child)
 
         pg_major = db.image.pg_major

@@ -18,18 +18,12 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
+from ms5_components.docker_common import container_labels, pinned_image, volume_labels
 from ms5_components.monitoring import config as files
 from ms5_components.monitoring.exporter_queries import exporter_flags
 from ms5_components.settings import ImageRef
 
 HEALTH_INTERVAL_SECONDS = 10
-
-
-def _labels(labels: Mapping[str, str], component: str) -> list[docker.ContainerLabelArgs]:
-    return [
-        docker.ContainerLabelArgs(label=k, value=v)
-        for k, v in sorted({**labels, "ms5.component": component}.items())
-    ]
 
 
 def _wget_health(url: str, timeout_seconds: int) -> docker.ContainerHealthcheckArgs:
@@ -76,14 +70,6 @@ def _security(common: ContainerCommon) -> dict[str, object]:
         "wait": True,
         "wait_timeout": common.health_timeout_seconds,
     }
-
-
-def _image(name: str, ref: ImageRef, parent: pulumi.Resource) -> docker.RemoteImage:
-    return docker.RemoteImage(
-        name,
-        docker.RemoteImageArgs(name=ref.reference, keep_locally=True),
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -134,7 +120,7 @@ class Exporter(pulumi.ComponentResource):
     ) -> None:
         super().__init__("ms5:monitoring:Exporter", name, None, opts)
         common = args.common
-        image = _image(f"{name}-image", args.image, self)
+        image = pinned_image(f"{name}-image", args.image, self)
         container_name = f"{common.prefix}-postgres-exporter"
         uri = pulumi.Output.all(args.db_host, args.database).apply(
             # sslmode=disable: the stack network is private to the stack's containers.
@@ -183,7 +169,7 @@ class Exporter(pulumi.ComponentResource):
                 memory=args.memory_mb,
                 memory_swap=args.memory_mb,
                 cpus=args.cpus,
-                labels=_labels(common.labels, "postgres-exporter"),
+                labels=container_labels(common.labels, "postgres-exporter"),
                 **_security(common),  # type: ignore[arg-type]
             ),
             opts=pulumi.ResourceOptions(
@@ -258,21 +244,22 @@ class Prometheus(pulumi.ComponentResource):
         super().__init__("ms5:monitoring:Prometheus", name, None, opts)
         common = args.common
         child = pulumi.ResourceOptions(parent=self)
-        volume_labels = [
-            docker.VolumeLabelArgs(label=x.label, value=x.value)
-            for x in _labels(common.labels, "prometheus")
-        ]
+        prometheus_volume_labels = volume_labels(common.labels, "prometheus")
         data = docker.Volume(
             f"{name}-data",
-            docker.VolumeArgs(name=f"{common.prefix}-prometheus-data", labels=volume_labels),
+            docker.VolumeArgs(
+                name=f"{common.prefix}-prometheus-data", labels=prometheus_volume_labels
+            ),
             opts=child,
         )
         gateway_data = docker.Volume(
             f"{name}-pushgateway-data",
-            docker.VolumeArgs(name=f"{common.prefix}-pushgateway-data", labels=volume_labels),
+            docker.VolumeArgs(
+                name=f"{common.prefix}-pushgateway-data", labels=prometheus_volume_labels
+            ),
             opts=child,
         )
-        gateway_image = _image(f"{name}-pushgateway-image", args.pushgateway_image, self)
+        gateway_image = pinned_image(f"{name}-pushgateway-image", args.pushgateway_image, self)
         gateway_name = f"{common.prefix}-pushgateway"
         self.pushgateway = docker.Container(
             f"{name}-pushgateway",
@@ -307,12 +294,12 @@ class Prometheus(pulumi.ComponentResource):
                 memory=args.pushgateway_memory_mb,
                 memory_swap=args.pushgateway_memory_mb,
                 cpus="0.25",
-                labels=_labels(common.labels, "pushgateway"),
+                labels=container_labels(common.labels, "pushgateway"),
                 **_security(common),  # type: ignore[arg-type]
             ),
             opts=child,
         )
-        image = _image(f"{name}-image", args.image, self)
+        image = pinned_image(f"{name}-image", args.image, self)
         container_name = f"{common.prefix}-prometheus"
         self.container = docker.Container(
             f"{name}-container",
@@ -361,7 +348,7 @@ class Prometheus(pulumi.ComponentResource):
                 memory=args.memory_mb,
                 memory_swap=args.memory_mb,
                 cpus=args.cpus,
-                labels=_labels(common.labels, "prometheus"),
+                labels=container_labels(common.labels, "prometheus"),
                 **_security(common),  # type: ignore[arg-type]
             ),
             opts=pulumi.ResourceOptions(
@@ -438,14 +425,11 @@ class Grafana(pulumi.ComponentResource):
             f"{name}-data",
             docker.VolumeArgs(
                 name=f"{common.prefix}-grafana-data",
-                labels=[
-                    docker.VolumeLabelArgs(label=x.label, value=x.value)
-                    for x in _labels(common.labels, "grafana")
-                ],
+                labels=volume_labels(common.labels, "grafana"),
             ),
             opts=child,
         )
-        image = _image(f"{name}-image", args.image, self)
+        image = pinned_image(f"{name}-image", args.image, self)
         container_name = f"{common.prefix}-grafana"
         self.container = docker.Container(
             f"{name}-container",
@@ -521,7 +505,7 @@ class Grafana(pulumi.ComponentResource):
                 memory=args.memory_mb,
                 memory_swap=args.memory_mb,
                 cpus=args.cpus,
-                labels=_labels(common.labels, "grafana"),
+                labels=container_labels(common.labels, "grafana"),
                 **_security(common),  # type: ignore[arg-type]
             ),
             opts=pulumi.ResourceOptions(

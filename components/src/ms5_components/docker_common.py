@@ -1,0 +1,36 @@
+"""Small builders every Docker-based component shares: labels and pinned images."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pulumi
+import pulumi_docker as docker
+
+from ms5_components.settings import ImageRef
+
+
+def container_labels(labels: Mapping[str, str], component: str) -> list[docker.ContainerLabelArgs]:
+    """The stack's labels plus ``ms5.component``, sorted (stable inputs)."""
+    return [
+        docker.ContainerLabelArgs(label=k, value=v)
+        for k, v in sorted({**labels, "ms5.component": component}.items())
+    ]
+
+
+def volume_labels(labels: Mapping[str, str], component: str) -> list[docker.VolumeLabelArgs]:
+    """:func:`container_labels` for volumes."""
+    return [
+        docker.VolumeLabelArgs(label=x.label, value=x.value)
+        for x in container_labels(labels, component)
+    ]
+
+
+def pinned_image(name: str, ref: ImageRef, parent: pulumi.Resource) -> docker.RemoteImage:
+    """The image pulled once and kept locally; containers run its ``image_id`` so that an
+    unrelated ``pulumi up`` never recreates them."""
+    return docker.RemoteImage(
+        name,
+        docker.RemoteImageArgs(name=ref.reference, keep_locally=True),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
