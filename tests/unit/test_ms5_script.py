@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 from pathlib import Path
@@ -31,7 +30,7 @@ def _bin(tmp_path: Path) -> Path:
             (Path(p) / tool for p in ("/usr/bin", "/bin") if (Path(p) / tool).exists()), None
         )
         assert target is not None, tool
-        os.symlink(target, bin_dir / tool)
+        (bin_dir / tool).symlink_to(target)
     return bin_dir
 
 
