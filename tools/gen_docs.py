@@ -130,12 +130,29 @@ def resource_graph(stack: str = "production") -> str:
         deps = set(reg.dependencies)
         for urns in reg.property_dependencies.values():
             deps.update(urns)
+        deps = {d for d in deps if d in regs and d != reg.parent}
+        # A dependency on a whole component (all of its children) is one edge from the component.
+        for component, members in children.items():
+            if component and component != reg.parent and set(members) <= deps:
+                deps -= set(members)
+                deps.discard(component)
+                if not _is_within(urn, component, regs):
+                    edges.add((f"{ids[component]}s", ids[urn]))
         for dep in deps:
-            if dep in regs and dep != reg.parent and not children.get(dep):
+            if not children.get(dep):
                 edges.add((ids[dep], ids[urn]))
     lines.extend(f"  {a} --> {b}" for a, b in sorted(edges))
     lines.append("```")
     return "\n".join(lines) + "\n"
+
+
+def _is_within(urn: str, ancestor: str, regs: dict[str, Any]) -> bool:
+    parent = regs[urn].parent if urn in regs else ""
+    while parent:
+        if parent == ancestor:
+            return True
+        parent = regs[parent].parent if parent in regs else ""
+    return False
 
 
 def _replace_block(text: str, name: str, content: str) -> str:
