@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -40,6 +41,14 @@ def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "docker-root"
     root.mkdir()
     monkeypatch.setenv(
-        "FAKE_DOCKER_INFO", json.dumps({"MemTotal": 16 * 1024**3, "DockerRootDir": str(root)})
+        "FAKE_DOCKER_INFO",
+        json.dumps(
+            {
+                "MemTotal": 16 * 1024**3,
+                "NCPU": 8,
+                "DockerRootDir": str(root),
+                "Name": socket.gethostname(),
+            }
+        ),
     )
     return root

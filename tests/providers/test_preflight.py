@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from ms5_components.errors import PreflightError
@@ -13,6 +16,7 @@ def props(**overrides: object) -> dict[str, object]:
         "docker_host": "unix:///var/run/docker.sock",
         "min_free_disk_gb": 1.0,  # floats, as the engine sends numbers
         "memory_mb": 2048.0,
+        "cpus": 2.0,
         "pg_major": 17.0,
         "image": "sha256:abc",
         "provider_version": "1",
@@ -28,6 +32,7 @@ def test_healthy_host_passes_and_reports_facts(fake_docker):
     outs = result.outs
     assert outs["docker_version"] == "27.3.1"
     assert outs["host_memory_mb"] == 16384
+    assert outs["host_cpus"] == 8
     assert outs["docker_root_dir"] == str(fake_docker)
     assert outs["free_disk_gb"] > 0
     assert outs["memory_mb"] == 2048 and isinstance(outs["memory_mb"], int)
@@ -54,6 +59,30 @@ def test_not_enough_memory(fake_docker):
         PreflightProvider().create(props(memory_mb=65536.0))
     msg = str(info.value)
     assert "16384 MiB" in msg and "ms5:dbMemoryMb=65536" in msg
+
+
+def test_not_enough_cpus(fake_docker):
+    with pytest.raises(PreflightError) as info:
+        PreflightProvider().create(props(cpus=16.0))
+    msg = str(info.value)
+    assert "8 CPU(s)" in msg and "ms5:dbCpus=16" in msg
+
+
+def test_engine_on_another_machine_is_measured_from_inside(fake_docker, monkeypatch):
+    # Docker Desktop or a forwarded socket: unix://, but the data root is not on this machine.
+    info = json.loads(os.environ["FAKE_DOCKER_INFO"])
+    monkeypatch.setenv(
+        "FAKE_DOCKER_INFO", json.dumps({**info, "Name": "docker-desktop", "DockerRootDir": "/x"})
+    )
+    monkeypatch.setenv("FAKE_DOCKER_FREE_KB", str(3 * 1024 * 1024))
+    assert PreflightProvider().create(props()).outs["free_disk_gb"] == 3.0
+
+
+def test_data_root_not_visible_locally_falls_back_to_the_probe(fake_docker, monkeypatch):
+    info = json.loads(os.environ["FAKE_DOCKER_INFO"])
+    monkeypatch.setenv("FAKE_DOCKER_INFO", json.dumps({**info, "DockerRootDir": "/nonexistent/x"}))
+    monkeypatch.setenv("FAKE_DOCKER_FREE_KB", str(4 * 1024 * 1024))
+    assert PreflightProvider().create(props()).outs["free_disk_gb"] == 4.0
 
 
 def test_not_enough_disk_local(fake_docker):

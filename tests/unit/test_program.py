@@ -187,6 +187,7 @@ def test_exports(program):
 def test_preflight_inputs(program):
     pre = program("production").by_name("timescaledb-preflight")
     assert pre.plain("memory_mb") == 8192
+    assert pre.plain("cpus") == 4
     assert pre.plain("min_free_disk_gb") == 20
     assert pre.plain("pg_major") == 17
     assert pre.plain("docker_host") == "unix:///var/run/docker.sock"
@@ -222,3 +223,26 @@ def test_superuser_password_is_kept_in_sync_after_the_container(program, stack):
     assert login.plain("port") == (5433 if stack == "staging" else 5432)
     assert "password" in login.additional_secret_outputs
     assert run.depends_on(login, _db(run))
+
+
+def test_staging_and_production_can_share_one_host(program):
+    """Object names carry the stack and no two published host ports collide."""
+
+    def published(run: ProgramRun) -> dict[int, str]:
+        ports: dict[int, str] = {}
+        for reg in run.by_type(CONTAINER):
+            for port in reg.plain("ports") or []:
+                ports[port["external"]] = reg.name
+        return ports
+
+    def names(run: ProgramRun) -> set[str]:
+        return {
+            reg.plain("name")
+            for reg in run.registrations.values()
+            if reg.type in (CONTAINER, VOLUME, NETWORK)
+        }
+
+    staging, production = program("staging"), program("production")
+    clash = set(published(staging)) & set(published(production))
+    assert not clash, f"host ports published by both stacks: {sorted(clash)}"
+    assert not names(staging) & names(production)

@@ -34,3 +34,11 @@ def pinned_image(name: str, ref: ImageRef, parent: pulumi.Resource) -> docker.Re
         docker.RemoteImageArgs(name=ref.reference, keep_locally=True),
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+DAEMON_MERGED = ["logOpts"]
+"""Container properties Docker fills in from the daemon's defaults (``log-opts`` in daemon.json:
+``compress``, ``mode``, ``tag``…). The provider reads them back and treats any difference as a
+replacement, so without this every ``pulumi up`` on such a host would replace every container —
+the database included. The cost: a change of ``ms5:dbLogMaxSize``/``dbLogMaxFiles`` applies when
+the container is next replaced (or with ``pulumi up --replace <urn>``)."""

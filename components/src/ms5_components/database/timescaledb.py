@@ -9,7 +9,12 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from ms5_components.database.tuning import TuningInput, server_command, server_settings
-from ms5_components.docker_common import container_labels, pinned_image, volume_labels
+from ms5_components.docker_common import (
+    DAEMON_MERGED,
+    container_labels,
+    pinned_image,
+    volume_labels,
+)
 from ms5_components.lifecycle.preflight import HostPreflight, HostPreflightArgs
 from ms5_components.lifecycle.role_password import RolePassword, RolePasswordArgs
 from ms5_components.settings import DatabaseSettings, Secret
@@ -118,6 +123,7 @@ class TimescaleDb(pulumi.ComponentResource):
                 docker_host=args.docker_host,
                 min_free_disk_gb=args.min_free_disk_gb,
                 memory_mb=db.memory_mb,
+                cpus=db.cpus,
                 pg_major=pg_major,
                 image=image.image_id,
             ),
@@ -219,8 +225,9 @@ class TimescaleDb(pulumi.ComponentResource):
                 # Never two servers on one data directory.
                 delete_before_replace=True,
                 # The password file is read once, at first initialisation; later password changes
-                # are applied with ALTER ROLE, not by restarting the server.
-                ignore_changes=["uploads"],
+                # are applied with ALTER ROLE, not by restarting the server. Log options are
+                # merged with the daemon's defaults by Docker (see DAEMON_MERGED).
+                ignore_changes=["uploads", *DAEMON_MERGED],
                 additional_secret_outputs=["uploads"],
             ),
         )

@@ -5,7 +5,8 @@ changes (image, memory limit, disk minimum, Docker endpoint). It checks, each wi
 
 - the Docker engine answers at ``ms5:dockerHost`` (and its version);
 - free space on Docker's data root is at least ``ms5:preflightMinFreeDiskGb``;
-- the engine's host memory is at least the container's limit ``ms5:dbMemoryMb``.
+- the engine's host memory is at least the container's limit ``ms5:dbMemoryMb``, and its CPU
+  count at least ``ms5:dbCpus`` (Docker refuses a larger CPU limit).
 
 ``check`` also refuses a change of PostgreSQL major version against an existing deployment at
 preview time: the data directory of one major cannot be opened by another, and re-initialising
@@ -33,10 +34,18 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-PROVIDER_VERSION = "1"
+PROVIDER_VERSION = "2"
 """Bumped when the checks change, so a new provider logic shows as a diff."""
 
-_INPUTS = ("docker_host", "min_free_disk_gb", "memory_mb", "pg_major", "image", "provider_version")
+_INPUTS = (
+    "docker_host",
+    "min_free_disk_gb",
+    "memory_mb",
+    "cpus",
+    "pg_major",
+    "image",
+    "provider_version",
+)
 
 UPGRADE_PROCEDURE = (
     "PostgreSQL major upgrades are never done in place by this program. Procedure: "
@@ -55,6 +64,7 @@ class PreflightProps:
     docker_host: str
     min_free_disk_gb: int
     memory_mb: int
+    cpus: int
     pg_major: int
     image: str
     provider_version: str
@@ -66,6 +76,7 @@ class PreflightProps:
             docker_host=str(raw["docker_host"]),
             min_free_disk_gb=int(raw["min_free_disk_gb"]),
             memory_mb=int(raw["memory_mb"]),
+            cpus=int(raw.get("cpus", 1)),
             pg_major=int(raw["pg_major"]),
             image=str(raw["image"]),
             provider_version=str(raw.get("provider_version", PROVIDER_VERSION)),
@@ -105,11 +116,22 @@ def _docker(host: str, *args: str, timeout: float = 30.0) -> str:
     return done.stdout
 
 
-def _free_disk_bytes(host: str, root_dir: str, image: str) -> int:
-    """Free bytes on Docker's data root: statvfs when local, else df inside a throwaway container."""
-    if host.startswith("unix://"):
-        stat = os.statvfs(root_dir)
-        return stat.f_bavail * stat.f_frsize
+def _free_disk_bytes(host: str, info: dict[str, Any], root_dir: str, image: str) -> int:
+    """Free bytes on Docker's data root.
+
+    ``statvfs`` when the engine runs on this machine (a unix socket and the engine's host name is
+    ours); otherwise — Docker Desktop's VM, a forwarded socket, ssh:// or tcp:// — ``df`` inside a
+    throwaway container that mounts the data root, so the right disk is measured.
+    """
+    import socket
+
+    if host.startswith("unix://") and info.get("Name") == socket.gethostname():
+        try:
+            stat = os.statvfs(root_dir)
+        except OSError:
+            pass  # not visible from here after all: measure from inside the engine
+        else:
+            return stat.f_bavail * stat.f_frsize
     out = _docker(
         host,
         "run",
@@ -135,14 +157,21 @@ def run_checks(props: PreflightProps) -> dict[str, Any]:
     version = _docker(props.docker_host, "version", "--format", "{{.Server.Version}}").strip()
     info = json.loads(_docker(props.docker_host, "info", "--format", "{{json .}}"))
     mem_total_mb = int(info.get("MemTotal", 0)) // (1024 * 1024)
+    host_cpus = int(info.get("NCPU", 0))
     root_dir = str(info.get("DockerRootDir") or "/var/lib/docker")
+    if host_cpus and host_cpus < props.cpus:
+        raise PreflightError(
+            f"preflight: the Docker host has {host_cpus} CPU(s), fewer than the database "
+            f"container's limit ms5:dbCpus={props.cpus}; Docker would refuse the container. "
+            "Lower ms5:dbCpus or use a larger host."
+        )
     if mem_total_mb < props.memory_mb:
         raise PreflightError(
             f"preflight: the Docker host has {mem_total_mb} MiB of memory, less than the "
             f"database container's limit ms5:dbMemoryMb={props.memory_mb}. Lower ms5:dbMemoryMb "
             "or use a larger host."
         )
-    free_gb = _free_disk_bytes(props.docker_host, root_dir, props.image) / (1024**3)
+    free_gb = _free_disk_bytes(props.docker_host, info, root_dir, props.image) / (1024**3)
     if free_gb < props.min_free_disk_gb:
         raise PreflightError(
             f"preflight: {free_gb:.1f} GiB free on Docker's data root {root_dir}, less than "
@@ -153,6 +182,7 @@ def run_checks(props: PreflightProps) -> dict[str, Any]:
         "docker_version": version,
         "docker_root_dir": root_dir,
         "host_memory_mb": mem_total_mb,
+        "host_cpus": host_cpus,
         "free_disk_gb": round(free_gb, 1),
     }
 
@@ -213,6 +243,8 @@ class HostPreflightArgs:
     """Minimum free GiB on Docker's data root."""
     memory_mb: int
     """The database container's memory limit; the host must have at least this."""
+    cpus: int
+    """The database container's CPU limit; the host must have at least this many CPUs."""
     pg_major: int
     """PostgreSQL major of the image; a change against existing state is refused at preview."""
     image: pulumi.Input[str]
@@ -241,12 +273,14 @@ class HostPreflight(pulumi.dynamic.Resource, module="ms5", name="HostPreflight")
                 "docker_host": args.docker_host,
                 "min_free_disk_gb": args.min_free_disk_gb,
                 "memory_mb": args.memory_mb,
+                "cpus": args.cpus,
                 "pg_major": args.pg_major,
                 "image": args.image,
                 "provider_version": PROVIDER_VERSION,
                 "docker_version": None,
                 "docker_root_dir": None,
                 "host_memory_mb": None,
+                "host_cpus": None,
                 "free_disk_gb": None,
             },
             opts,

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from ms5_components.docker_common import container_labels, pinned_image, volume_labels
+from ms5_components.docker_common import (
+    DAEMON_MERGED,
+    container_labels,
+    pinned_image,
+    volume_labels,
+)
 from ms5_components.monitoring import config as files
 from ms5_components.monitoring.exporter_queries import exporter_flags
 from ms5_components.settings import ImageRef
@@ -176,6 +181,7 @@ class Exporter(pulumi.ComponentResource):
                 parent=self,
                 depends_on=list(args.depends_on),
                 additional_secret_outputs=["uploads"],
+                ignore_changes=DAEMON_MERGED,
             ),
         )
         self.container_name = self.container.name
@@ -297,7 +303,7 @@ class Prometheus(pulumi.ComponentResource):
                 labels=container_labels(common.labels, "pushgateway"),
                 **_security(common),  # type: ignore[arg-type]
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=DAEMON_MERGED),
         )
         image = pinned_image(f"{name}-image", args.image, self)
         container_name = f"{common.prefix}-prometheus"
@@ -352,7 +358,9 @@ class Prometheus(pulumi.ComponentResource):
                 **_security(common),  # type: ignore[arg-type]
             ),
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.pushgateway, *args.depends_on]
+                parent=self,
+                depends_on=[self.pushgateway, *args.depends_on],
+                ignore_changes=DAEMON_MERGED,
             ),
         )
         host = "127.0.0.1" if common.bind_address in ("0.0.0.0", "::") else common.bind_address  # noqa: S104
@@ -512,6 +520,7 @@ class Grafana(pulumi.ComponentResource):
                 parent=self,
                 depends_on=list(args.depends_on),
                 additional_secret_outputs=["uploads"],
+                ignore_changes=DAEMON_MERGED,
             ),
         )
         host = "127.0.0.1" if common.bind_address in ("0.0.0.0", "::") else common.bind_address  # noqa: S104
