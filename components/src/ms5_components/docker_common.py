@@ -42,3 +42,9 @@ DAEMON_MERGED = ["logOpts"]
 replacement, so without this every ``pulumi up`` on such a host would replace every container —
 the database included. The cost: a change of ``ms5:dbLogMaxSize``/``dbLogMaxFiles`` applies when
 the container is next replaced (or with ``pulumi up --replace <urn>``)."""
+
+
+def reachable_host(bind_address: str) -> str:
+    """The address a client on the Docker host uses for a port published on ``bind_address``:
+    the bind address itself, or loopback for a wildcard bind."""
+    return "127.0.0.1" if bind_address in ("0.0.0.0", "::") else bind_address  # noqa: S104

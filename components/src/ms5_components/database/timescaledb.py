@@ -13,6 +13,7 @@ from ms5_components.docker_common import (
     DAEMON_MERGED,
     container_labels,
     pinned_image,
+    reachable_host,
     volume_labels,
 )
 from ms5_components.lifecycle.preflight import HostPreflight, HostPreflightArgs
@@ -232,7 +233,7 @@ class TimescaleDb(pulumi.ComponentResource):
             ),
         )
 
-        host = "127.0.0.1" if args.bind_address in ("0.0.0.0", "::") else args.bind_address  # noqa: S104
+        host = reachable_host(args.bind_address)
         self.network_name = network.name
         self.container_name = self.container.name
         self.host = pulumi.Output.from_input(host)

@@ -22,6 +22,7 @@ from ms5_components.docker_common import (
     DAEMON_MERGED,
     container_labels,
     pinned_image,
+    reachable_host,
     volume_labels,
 )
 from ms5_components.monitoring import config as files
@@ -363,7 +364,7 @@ class Prometheus(pulumi.ComponentResource):
                 ignore_changes=DAEMON_MERGED,
             ),
         )
-        host = "127.0.0.1" if common.bind_address in ("0.0.0.0", "::") else common.bind_address  # noqa: S104
+        host = reachable_host(common.bind_address)
         self.container_name = self.container.name
         self.url = pulumi.Output.from_input(f"http://{host}:{args.port}")
         self.pushgateway_url = pulumi.Output.from_input(f"http://{host}:{args.pushgateway_port}")
@@ -523,6 +524,6 @@ class Grafana(pulumi.ComponentResource):
                 ignore_changes=DAEMON_MERGED,
             ),
         )
-        host = "127.0.0.1" if common.bind_address in ("0.0.0.0", "::") else common.bind_address  # noqa: S104
+        host = reachable_host(common.bind_address)
         self.url = pulumi.Output.from_input(f"http://{host}:{args.port}")
         self.register_outputs({"url": self.url})
