@@ -14,7 +14,6 @@ their secretness.
 from __future__ import annotations
 
 import hashlib
-import json
 import runpy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
+
+from ms5_components.stack_files import stack_config_strings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "infra" / "__main__.py"
@@ -37,29 +37,10 @@ DYNAMIC_PREFIX = "pulumi-python:dynamic"
 def stack_config(stack: str, overrides: Mapping[str, object] | None = None) -> dict[str, str]:
     """Config as the CLI hands it to the program: project defaults, stack file, overrides.
 
-    Keys are ``ms5:<key>``; values are strings (lists and maps JSON-encoded), as in PULUMI_CONFIG.
+    Keys are ``ms5:<key>``; values are strings, as in PULUMI_CONFIG. The files are read the way
+    the CLI reads them (YAML 1.2: ``off`` is a string), see :mod:`ms5_components.stack_files`.
     """
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    config: dict[str, str] = {}
-    for key, decl in (project.get("config") or {}).items():
-        if isinstance(decl, dict) and "default" in decl:
-            config[f"{project['name']}:{key}"] = _to_config_string(decl["default"])
-    stack_file = ROOT / f"Pulumi.{stack}.yaml"
-    if stack_file.exists():
-        data = yaml.safe_load(stack_file.read_text()) or {}
-        for key, value in (data.get("config") or {}).items():
-            config[key] = _to_config_string(value)
-    for key, value in (overrides or {}).items():
-        config[key] = _to_config_string(value)
-    return config
-
-
-def _to_config_string(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
+    return stack_config_strings(ROOT, stack, overrides)
 
 
 @dataclass

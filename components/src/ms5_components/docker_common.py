@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_docker as docker
 
-from ms5_components.settings import ImageRef
+from ms5_components.settings import NON_LOOPBACK_BIND_LABEL, ImageRef
 
 
 def container_labels(labels: Mapping[str, str], component: str) -> list[docker.ContainerLabelArgs]:
@@ -16,6 +16,15 @@ def container_labels(labels: Mapping[str, str], component: str) -> list[docker.C
         docker.ContainerLabelArgs(label=k, value=v)
         for k, v in sorted({**labels, "ms5.component": component}.items())
     ]
+
+
+def publishing_labels(
+    labels: Mapping[str, str], component: str, *, allow_non_loopback_bind: bool
+) -> list[docker.ContainerLabelArgs]:
+    """:func:`container_labels` for a container that publishes a port: with the opt-in label the
+    policy pack accepts a non-loopback port by, when ms5:allowNonLoopbackBind is true."""
+    extra = {NON_LOOPBACK_BIND_LABEL: "true"} if allow_non_loopback_bind else {}
+    return container_labels({**labels, **extra}, component)
 
 
 def volume_labels(labels: Mapping[str, str], component: str) -> list[docker.VolumeLabelArgs]:

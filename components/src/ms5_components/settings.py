@@ -16,9 +16,12 @@ import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+import yaml
 
 from ms5_components.errors import SettingsError, SettingsErrors
 
@@ -294,8 +297,8 @@ SPECS: tuple[Spec, ...] = (
         type="string",
         default="staging",
         parse=_enum("development", "staging", "production"),
-        description="Deployment tier. production requires image digests and turns on data "
-        "protection checks.",
+        description="Deployment tier. production requires image digests (`./ms5 pin-images "
+        "production`) and protectData true.",
     ),
     Spec(
         key="dockerHost",
@@ -310,7 +313,16 @@ SPECS: tuple[Spec, ...] = (
         default="127.0.0.1",
         parse=_ip_address,
         description="Host address every published port binds to; keep 127.0.0.1 unless a proxy "
-        "or firewall fronts the host.",
+        "or firewall fronts the host. An address outside loopback needs allowNonLoopbackBind.",
+    ),
+    Spec(
+        key="allowNonLoopbackBind",
+        type="boolean",
+        default=False,
+        parse=_boolean,
+        description="Set true to publish ports on a non-loopback bindAddress on purpose (a "
+        "firewall or proxy fronts the host); containers that publish a port then carry the label "
+        "ms5.allow-non-loopback-bind=true, which the policy pack accepts.",
     ),
     Spec(
         key="protectData",
@@ -318,7 +330,7 @@ SPECS: tuple[Spec, ...] = (
         default=True,
         parse=_boolean,
         description="protect + retain_on_delete on the data and backup volumes: `pulumi destroy` "
-        "cannot delete them.",
+        "cannot delete them. Always true in production.",
     ),
     Spec(
         key="preflightMinFreeDiskGb",
@@ -743,6 +755,9 @@ class Settings:
     protect_data: bool
     preflight_min_free_disk_gb: int
     database: DatabaseSettings
+    allow_non_loopback_bind: bool = False
+    """ms5:allowNonLoopbackBind: a non-loopback bindAddress is deliberate; containers that
+    publish a port carry the label the policy pack accepts it by."""
     raw: Mapping[str, object] = field(repr=False, default_factory=dict)
     """Parsed value of every key (secrets as :class:`Secret`), for components added later."""
 
@@ -753,6 +768,252 @@ class Settings:
     def prefix(self) -> str:
         """Prefix of every Docker object name: two stacks can share one host."""
         return f"{self.project}-{self.stack}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Mistakes refused before any resource is created: plain-text secrets, foreign namespaces,
+# production safety, non-loopback binds and host port clashes.
+# --------------------------------------------------------------------------------------------------
+
+PROVIDER_NAMESPACES = ("docker", "command", "random", "pulumi")
+"""Config namespaces besides the project's: the providers the program uses and ``pulumi:``
+(the CLI's own keys, e.g. ``pulumi:tags``, ``pulumi:disable-default-providers``)."""
+
+NON_LOOPBACK_BIND_LABEL = "ms5.allow-non-loopback-bind"
+"""Container label (value ``true``) set when ms5:allowNonLoopbackBind is true; the policy pack's
+``ports-bound-to-loopback`` accepts a non-loopback port on a container that carries it."""
+
+PUBLISHED_PORTS: tuple[tuple[str, str | None], ...] = (
+    ("dbPort", None),
+    ("prometheusPort", "monitoringEnabled"),
+    ("pushgatewayPort", "monitoringEnabled"),
+    ("grafanaPort", "monitoringEnabled"),
+)
+"""Every setting that publishes a host port, with the boolean setting that turns its service on
+(None: always on)."""
+
+_WILDCARDS = ("0.0.0.0", "::")  # noqa: S104 (names the wildcard, binds nothing)
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1 (and the name localhost)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _looks_secret(key: str) -> bool:
+    spec = SPECS_BY_KEY.get(key)
+    if spec is not None:
+        return spec.secret
+    return any(word in key.lower() for word in ("password", "secret", "token", "key"))
+
+
+def namespace_errors(
+    raw_config: Mapping[str, str], *, project: str, secret_keys: Collection[str] | None
+) -> list[SettingsError]:
+    """A key whose namespace is neither the project's nor a provider's (a misspelled ``ms5``)."""
+    allowed = (project, *PROVIDER_NAMESPACES)
+    errors = []
+    for full_key in sorted(raw_config):
+        namespace, sep, key = full_key.partition(":")
+        if sep and namespace in allowed:
+            continue
+        secret = _looks_secret(key) or (secret_keys is not None and full_key in secret_keys)
+        shown = "(secret, not shown)" if secret else repr(raw_config[full_key])
+        close = difflib.get_close_matches(namespace, allowed, n=1, cutoff=0.5)
+        if close and close[0] == project:
+            target = f"{project}:{key}"
+            hint = (
+                f"did you mean {target}? Move it: `pulumi config rm {full_key}`, then "
+                f"`pulumi config set {'--secret ' if secret else ''}{target} <value>`"
+            )
+        elif close:
+            hint = f"did you mean {close[0]}:{key}? (fix it with `pulumi config rm {full_key}`)"
+        else:
+            hint = f"remove it with `pulumi config rm {full_key}`"
+        errors.append(
+            SettingsError(
+                full_key,
+                f"got {shown}; unknown namespace {namespace!r}: keys are {project}:<setting> or "
+                f"a provider's ({', '.join(f'{n}:' for n in PROVIDER_NAMESPACES)}); {hint}",
+            )
+        )
+    return errors
+
+
+def plaintext_secret_errors(
+    raw_config: Mapping[str, str], *, prefix: str, secret_keys: Collection[str]
+) -> list[SettingsError]:
+    """A secret setting whose value sits in plain text in the stack file (not ``secure:``)."""
+    errors = []
+    for spec in SPECS:
+        key = f"{prefix}{spec.key}"
+        if spec.secret and key in raw_config and key not in secret_keys:
+            errors.append(
+                SettingsError(
+                    key,
+                    "(secret, not shown) is stored in plain text in the stack file; remove it "
+                    f"with `pulumi config rm {key}` and set it encrypted with `pulumi config set "
+                    f"--secret {key}` (if the file was committed, choose a new value: the old one "
+                    "is in the history)",
+                )
+            )
+    return errors
+
+
+def production_errors(
+    values: Mapping[str, object], *, prefix: str, stack: str
+) -> list[SettingsError]:
+    """What environment=production promises: every image pinned, data protection on."""
+    if values.get("environment") != "production":
+        return []
+    errors = []
+    for spec in SPECS:
+        ref = values.get(spec.key)
+        if isinstance(ref, ImageRef) and ref.digest is None:
+            errors.append(
+                SettingsError(
+                    f"{prefix}{spec.key}",
+                    f"got {ref.reference!r}; production needs a pinned digest "
+                    f"repo:tag@sha256:<64 hex>: run `./ms5 pin-images {stack}` (it resolves "
+                    f"every image tag with your Docker and writes the digests into "
+                    f"Pulumi.{stack}.yaml), then review and commit the diff",
+                )
+            )
+    if values.get("protectData") is False:
+        errors.append(
+            SettingsError(
+                f"{prefix}protectData",
+                "got 'false'; production keeps its data and backup volumes protected: "
+                f"`pulumi config set {prefix}protectData true` (to delete production data on "
+                "purpose, follow the README's Destroying safely)",
+            )
+        )
+    return errors
+
+
+def bind_address_errors(values: Mapping[str, object], *, prefix: str) -> list[SettingsError]:
+    """A non-loopback bindAddress publishes every port beyond this host: only on purpose."""
+    address = values.get("bindAddress")
+    if not isinstance(address, str) or is_loopback(address):
+        return []
+    if values.get("allowNonLoopbackBind") is True:
+        return []
+    return [
+        SettingsError(
+            f"{prefix}bindAddress",
+            f"got {address!r}; not a loopback address, so every published port (database, "
+            "Prometheus, Pushgateway, Grafana) is reachable from other machines. Keep "
+            f"127.0.0.1 (`pulumi config set {prefix}bindAddress 127.0.0.1`) or, when a firewall "
+            f"or proxy fronts the host, opt in with `pulumi config set "
+            f"{prefix}allowNonLoopbackBind true`",
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class _Published:
+    key: str
+    port: int
+    origin: str
+
+
+def _published_ports(values: Mapping[str, object]) -> list[_Published]:
+    out = []
+    for key, switch in PUBLISHED_PORTS:
+        port = values.get(key)
+        if isinstance(port, int) and (switch is None or values.get(switch) is not False):
+            out.append(_Published(key, port, ""))
+    return out
+
+
+def _other_stack_values(raw: Mapping[str, str], prefix: str) -> tuple[dict[str, object], set[str]]:
+    """The parsed port-related values of another stack (defaults filled in), and which keys its
+    stack file sets. A value that does not parse there is left out: that stack reports it."""
+    wanted = {key for key, _ in PUBLISHED_PORTS} | {s for _, s in PUBLISHED_PORTS if s is not None}
+    wanted |= {"dockerHost", "bindAddress"}
+    parsed: dict[str, object] = {}
+    for key in sorted(wanted):
+        spec = SPECS_BY_KEY[key]
+        text = raw.get(f"{prefix}{key}")
+        source = text if text is not None else _default_raw(spec)
+        if source is None:
+            continue
+        try:
+            parsed[key] = spec.parse(source)
+        except ValueError:
+            continue
+    return parsed, {key for key in wanted if f"{prefix}{key}" in raw}
+
+
+def _addresses_overlap(a: object, b: object) -> bool:
+    return a == b or a in _WILDCARDS or b in _WILDCARDS
+
+
+def port_errors(
+    values: Mapping[str, object],
+    *,
+    prefix: str,
+    stack: str,
+    other_stacks: Mapping[str, Mapping[str, str]] | None,
+) -> list[SettingsError]:
+    """Two services of this stack on one host port, or a port another stack of the project
+    publishes on the same Docker host and address."""
+    errors = []
+    mine = _published_ports(values)
+    taken: dict[int, str] = {}
+    used = {p.port for p in mine}
+    others: list[tuple[str, _Published, bool]] = []
+    for name, raw in sorted((other_stacks or {}).items()):
+        if name == stack:
+            continue
+        their_values, set_in_file = _other_stack_values(raw, prefix)
+        if their_values.get("dockerHost") != values.get("dockerHost"):
+            continue
+        if not _addresses_overlap(their_values.get("bindAddress"), values.get("bindAddress")):
+            continue
+        for p in _published_ports(their_values):
+            others.append((name, p, p.key in set_in_file))
+            used.add(p.port)
+
+    def free_after(port: int) -> int:
+        candidate = port + 1
+        while candidate in used or candidate > 65535:
+            candidate = candidate + 1 if candidate < 65535 else 1024
+        return candidate
+
+    for p in mine:
+        key = f"{prefix}{p.key}"
+        if p.port in taken:
+            errors.append(
+                SettingsError(
+                    key,
+                    f"got {p.port}; {prefix}{taken[p.port]} of this stack publishes the same "
+                    f"host port and each service needs its own: `pulumi config set {key} "
+                    f"{free_after(p.port)}`",
+                )
+            )
+            continue
+        taken[p.port] = p.key
+        for name, theirs, in_file in others:
+            if theirs.port != p.port:
+                continue
+            where = f"set in Pulumi.{name}.yaml" if in_file else "its default"
+            errors.append(
+                SettingsError(
+                    key,
+                    f"got {p.port}; stack {name} of this project publishes host port {p.port} "
+                    f"({prefix}{theirs.key}, {where}) on the same Docker host "
+                    f"({values.get('dockerHost')}), and two stacks on one host cannot share a "
+                    f"port: give one of them another port, e.g. `pulumi config set {key} "
+                    f"{free_after(p.port)}`",
+                )
+            )
+    return errors
 
 
 def _describe(spec: Spec, raw: str) -> str:
@@ -770,15 +1031,26 @@ def _default_raw(spec: Spec) -> str | None:
 
 
 def load_settings(
-    raw_config: Mapping[str, str], *, stack: str, project: str = NAMESPACE
+    raw_config: Mapping[str, str],
+    *,
+    stack: str,
+    project: str = NAMESPACE,
+    secret_keys: Collection[str] | None = None,
+    other_stacks: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Settings:
     """Validate the raw config of one stack (keys ``ms5:<key>``, values as Pulumi passes them).
+
+    ``secret_keys`` are the keys whose value is encrypted (``secure:``) in the stack file; when
+    given, a secret setting outside it is refused (None: not known, not checked).
+    ``other_stacks`` maps the project's other stacks to their stack-file values (no defaults), so
+    that a host port another stack publishes on the same Docker host is refused.
 
     Raises :class:`SettingsErrors` listing every bad key at once.
     """
     errors: list[SettingsError] = []
     values: dict[str, object] = {}
     prefix = f"{project}:"
+    errors.extend(namespace_errors(raw_config, project=project, secret_keys=secret_keys))
     for full_key in sorted(raw_config):
         if not full_key.startswith(prefix):
             continue
@@ -791,6 +1063,8 @@ def load_settings(
                     full_key, f"unknown setting; {hint} (remove it with `pulumi config rm`)"
                 )
             )
+    if secret_keys is not None:
+        errors.extend(plaintext_secret_errors(raw_config, prefix=prefix, secret_keys=secret_keys))
     for spec in SPECS:
         raw = raw_config.get(f"{prefix}{spec.key}")
         if raw is None:
@@ -804,58 +1078,24 @@ def load_settings(
             errors.append(
                 SettingsError(f"{prefix}{spec.key}", f"got {_describe(spec, raw)}; {exc}")
             )
-    if errors:
-        raise SettingsErrors(errors)
-
-    env = values["environment"]
-    image = values["dbImage"]
-    assert isinstance(image, ImageRef)
-    if env == "production" and image.digest is None:
-        errors.append(
-            SettingsError(
-                f"{prefix}dbImage",
-                f"got {image.reference!r}; production needs a pinned digest "
-                "repo:tag@sha256:<64 hex> (find it with `docker buildx imagetools inspect "
-                f"{image.reference}`)",
-            )
-        )
-    # Monitoring images (issue 4): pinned by digest in production, like dbImage.
-    for key in ("exporterImage", "prometheusImage", "pushgatewayImage", "grafanaImage"):
-        ref = values[key]
-        if env == "production" and isinstance(ref, ImageRef) and ref.digest is None:
-            errors.append(
-                SettingsError(
-                    f"{prefix}{key}",
-                    f"got {ref.reference!r}; production needs a pinned digest "
-                    "repo:tag@sha256:<64 hex> (find it with `docker buildx imagetools inspect "
-                    f"{ref.reference}`)",
-                )
-            )
-    memory = values["dbMemoryMb"]
-    shm = values["dbShmSizeMb"]
-    assert isinstance(memory, int) and isinstance(shm, int)
-    if shm >= memory:
-        errors.append(
-            SettingsError(
-                f"{prefix}dbShmSizeMb",
-                f"got {shm}; expected less than ms5:dbMemoryMb ({memory})",
-            )
-        )
-    overrides = values["dbServerSettings"]
-    assert isinstance(overrides, tuple)
-    seen: set[str] = set()
-    for name, _ in overrides:
-        if name in seen:
-            errors.append(
-                SettingsError(f"{prefix}dbServerSettings", f"{name} is set twice; keep one")
-            )
-        seen.add(name)
+    # Rules across keys: each runs on the values that parsed, so one run reports everything.
+    errors.extend(production_errors(values, prefix=prefix, stack=stack))
+    errors.extend(_cross_key_errors(values, prefix=prefix))
+    errors.extend(bind_address_errors(values, prefix=prefix))
+    errors.extend(port_errors(values, prefix=prefix, stack=stack, other_stacks=other_stacks))
     if errors:
         raise SettingsErrors(errors)
 
     def get(key: str) -> object:
         return values[key]
 
+    env = values["environment"]
+    image = values["dbImage"]
+    assert isinstance(image, ImageRef)
+    memory = _as_int(get("dbMemoryMb"))
+    shm = _as_int(get("dbShmSizeMb"))
+    overrides = values["dbServerSettings"]
+    assert isinstance(overrides, tuple)
     password = get("dbPassword")
     database = DatabaseSettings(
         image=image,
@@ -889,8 +1129,31 @@ def load_settings(
         protect_data=bool(get("protectData")),
         preflight_min_free_disk_gb=_as_int(get("preflightMinFreeDiskGb")),
         database=database,
+        allow_non_loopback_bind=bool(get("allowNonLoopbackBind")),
         raw=dict(values),
     )
+
+
+def _cross_key_errors(values: Mapping[str, object], *, prefix: str) -> list[SettingsError]:
+    errors: list[SettingsError] = []
+    memory = values.get("dbMemoryMb")
+    shm = values.get("dbShmSizeMb")
+    if isinstance(memory, int) and isinstance(shm, int) and shm >= memory:
+        errors.append(
+            SettingsError(
+                f"{prefix}dbShmSizeMb",
+                f"got {shm}; expected less than ms5:dbMemoryMb ({memory})",
+            )
+        )
+    overrides = values.get("dbServerSettings")
+    seen: set[str] = set()
+    for name, _ in overrides if isinstance(overrides, tuple) else ():
+        if name in seen:
+            errors.append(
+                SettingsError(f"{prefix}dbServerSettings", f"{name} is set twice; keep one")
+            )
+        seen.add(name)
+    return errors
 
 
 def _as_int(value: object) -> int:
@@ -898,14 +1161,46 @@ def _as_int(value: object) -> int:
     return value
 
 
-def from_pulumi_config() -> Settings:
-    """Read the running program's config (the only reader of config in the project)."""
+def from_pulumi_config(project_dir: Path | None = None) -> Settings:
+    """Read the running program's config (the only reader of config in the project).
+
+    Secret keys come from ``PULUMI_CONFIG_SECRET_KEYS`` (set by the language host) and from the
+    SDK's own record (``set_all_config``, as mocks and the Automation API use). The project's
+    other stack files are read from the directory of ``Pulumi.yaml`` (found from the working
+    directory upwards) for their host ports.
+    """
     import pulumi
     from pulumi.runtime import config as runtime_config
+
+    from ms5_components import stack_files
 
     merged: dict[str, str] = {}
     merged.update({k: str(v) for k, v in runtime_config.get_config_env().items()})
     merged.update({k: str(v) for k, v in runtime_config.CONFIG.get().items()})
+    secret_keys = set(runtime_config.get_config_secret_keys_env())
+    secret_keys.update(k for k in merged if runtime_config.is_config_secret(k))
+    stack = pulumi.get_stack()
+    project_dir = project_dir or stack_files.find_project_dir(Path.cwd())
+    other_stacks: dict[str, dict[str, str]] = {}
+    if project_dir is not None:
+        for name in stack_files.stack_names(project_dir):
+            if name == stack:
+                continue
+            try:
+                config = stack_files.read_stack_config(stack_files.stack_file(project_dir, name))
+            except (OSError, ValueError, yaml.YAMLError) as exc:
+                raise SettingsErrors(
+                    [SettingsError(f"Pulumi.{name}.yaml", f"cannot be read ({exc}); fix the file")]
+                ) from None
+            other_stacks[name] = {
+                k: stack_files.config_string(v)
+                for k, v in config.items()
+                if not stack_files.is_secure(v)
+            }
     return load_settings(
-        merged, stack=pulumi.get_stack(), project=pulumi.get_project() or NAMESPACE
+        merged,
+        stack=stack,
+        project=pulumi.get_project() or NAMESPACE,
+        secret_keys=secret_keys,
+        other_stacks=other_stacks,
     )

@@ -65,6 +65,7 @@ def build_stack(settings: Settings) -> Stack:
             docker_host=settings.docker_host,
             min_free_disk_gb=settings.preflight_min_free_disk_gb,
             labels=labels,
+            allow_non_loopback_bind=settings.allow_non_loopback_bind,
         ),
         opts=on_docker,
     )

@@ -13,6 +13,7 @@ from ms5_components.docker_common import (
     DAEMON_MERGED,
     container_labels,
     pinned_image,
+    publishing_labels,
     reachable_host,
     volume_labels,
 )
@@ -52,6 +53,9 @@ class TimescaleDbArgs:
     """Preflight minimum of free space on Docker's data root."""
     labels: dict[str, str]
     """Labels put on every Docker object (project, stack, component added)."""
+    allow_non_loopback_bind: bool = False
+    """ms5:allowNonLoopbackBind: the container carries the opt-in label for its published port
+    (a change replaces the container, as a bind address change does)."""
 
 
 class TimescaleDb(pulumi.ComponentResource):
@@ -218,7 +222,11 @@ class TimescaleDb(pulumi.ComponentResource):
                 stop_signal="SIGINT",
                 stop_timeout=120,
                 destroy_grace_seconds=150,
-                labels=labels,
+                labels=publishing_labels(
+                    args.labels,
+                    "timescaledb",
+                    allow_non_loopback_bind=args.allow_non_loopback_bind,
+                ),
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,

@@ -22,6 +22,7 @@ from ms5_components.docker_common import (
     DAEMON_MERGED,
     container_labels,
     pinned_image,
+    publishing_labels,
     reachable_host,
     volume_labels,
 )
@@ -56,6 +57,8 @@ class ContainerCommon:
     """Labels on every container and volume."""
     bind_address: str = "127.0.0.1"
     """Host address published ports bind to."""
+    allow_non_loopback_bind: bool = False
+    """ms5:allowNonLoopbackBind: containers that publish a port carry the opt-in label."""
     restart_policy: str = "unless-stopped"
     """Docker restart policy."""
     log_max_size: str = "20m"
@@ -64,6 +67,12 @@ class ContainerCommon:
     """json-file rotated files kept."""
     health_timeout_seconds: int = 120
     """How long ``pulumi up`` waits for the container to become healthy."""
+
+
+def _publishing(common: ContainerCommon, component: str) -> list[docker.ContainerLabelArgs]:
+    return publishing_labels(
+        common.labels, component, allow_non_loopback_bind=common.allow_non_loopback_bind
+    )
 
 
 def _security(common: ContainerCommon) -> dict[str, object]:
@@ -301,7 +310,7 @@ class Prometheus(pulumi.ComponentResource):
                 memory=args.pushgateway_memory_mb,
                 memory_swap=args.pushgateway_memory_mb,
                 cpus="0.25",
-                labels=container_labels(common.labels, "pushgateway"),
+                labels=_publishing(common, "pushgateway"),
                 **_security(common),  # type: ignore[arg-type]
             ),
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=DAEMON_MERGED),
@@ -355,7 +364,7 @@ class Prometheus(pulumi.ComponentResource):
                 memory=args.memory_mb,
                 memory_swap=args.memory_mb,
                 cpus=args.cpus,
-                labels=container_labels(common.labels, "prometheus"),
+                labels=_publishing(common, "prometheus"),
                 **_security(common),  # type: ignore[arg-type]
             ),
             opts=pulumi.ResourceOptions(
@@ -514,7 +523,7 @@ class Grafana(pulumi.ComponentResource):
                 memory=args.memory_mb,
                 memory_swap=args.memory_mb,
                 cpus=args.cpus,
-                labels=container_labels(common.labels, "grafana"),
+                labels=_publishing(common, "grafana"),
                 **_security(common),  # type: ignore[arg-type]
             ),
             opts=pulumi.ResourceOptions(

@@ -95,6 +95,7 @@ def build_monitoring(
         network_name=network_name,
         labels=labels,
         bind_address=settings.bind_address,
+        allow_non_loopback_bind=settings.allow_non_loopback_bind,
     )
     plain = pulumi.ResourceOptions()
     after_migrations = pulumi.ResourceOptions(depends_on=[migrations])
