@@ -824,7 +824,11 @@ def namespace_errors(
             continue
         secret = _looks_secret(key) or (secret_keys is not None and full_key in secret_keys)
         shown = "(secret, not shown)" if secret else repr(raw_config[full_key])
-        close = difflib.get_close_matches(namespace, allowed, n=1, cutoff=0.5)
+        lowered = {name.lower(): name for name in allowed}
+        close = [
+            lowered[m]
+            for m in difflib.get_close_matches(namespace.lower(), list(lowered), n=1, cutoff=0.5)
+        ]
         if close and close[0] == project:
             target = f"{project}:{key}"
             hint = (
