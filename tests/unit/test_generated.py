@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import yaml
-
 import gen_docs
 from harness import ROOT
 from ms5_components.settings import SPECS
+from ms5_components.stack_files import load_yaml
 
 
 def test_pulumi_yaml_is_generated_from_specs():
@@ -18,7 +17,7 @@ def test_readme_generated_sections_are_current():
 
 
 def test_pulumi_yaml_shape_is_what_the_cli_accepts():
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    project = load_yaml((ROOT / "Pulumi.yaml").read_text())
     assert project["name"] == "ms5"
     assert project["runtime"] == {
         "name": "python",
@@ -56,7 +55,7 @@ def test_stack_files_hold_no_secrets_and_only_known_keys():
     known = {spec.qualified for spec in SPECS}
     secret = {spec.qualified for spec in SPECS if spec.secret}
     for stack in ("staging", "production"):
-        data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+        data = load_yaml((ROOT / f"Pulumi.{stack}.yaml").read_text())
         keys = set(data["config"])
         assert keys <= known, keys - known
         assert not keys & secret

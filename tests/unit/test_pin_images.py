@@ -5,11 +5,10 @@ from __future__ import annotations
 import shutil
 import stat
 
-import yaml
-
 import pin_images
 from harness import ROOT
 from ms5_components.settings import SPECS, load_settings
+from ms5_components.stack_files import config_string, load_yaml
 
 FAKE_DOCKER = """#!/bin/sh
 case "$1" in
@@ -33,9 +32,9 @@ def test_pins_every_image_and_production_then_validates(tmp_path, monkeypatch):
 
     text = (tmp_path / "Pulumi.production.yaml").read_text()
     assert text.startswith("# Production")  # comments kept
-    config = yaml.safe_load(text)["config"]
+    config = load_yaml(text)["config"]
     image_keys = [s.qualified for s in SPECS if s.key.endswith("Image")]
     for key in image_keys:
         assert "@sha256:" in config[key], key
-    raw = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()}
+    raw = {k: config_string(v) for k, v in config.items()}
     assert load_settings(raw, stack="production").is_production

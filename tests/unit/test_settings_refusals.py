@@ -298,7 +298,7 @@ def test_the_suggested_port_is_free_in_both_stacks():
 
 def test_the_stack_itself_is_not_another_stack():
     raw = {"ms5:dbPort": "5432"}
-    assert load_settings(raw, stack="production", other_stacks={"production": raw})
+    assert load_settings(raw, stack="staging", other_stacks={"staging": raw})
 
 
 def test_program_reads_the_other_committed_stack_files():
@@ -313,3 +313,18 @@ def test_program_reads_the_other_committed_stack_files():
 def test_committed_stacks_pass_the_port_rules():
     assert run_program("staging").by_type(CONTAINER)
     assert run_program("production", overrides_for("production")).by_type(CONTAINER)
+
+
+@pytest.mark.parametrize("environment", ["staging", "development"])
+def test_the_stack_named_production_is_environment_production(environment):
+    message = refused({"ms5:environment": environment}, stack="production")
+    assert "1 invalid stack setting(s)" in message
+    assert f"ms5:environment: got {environment!r} in the stack named production" in message
+    assert "`pulumi config set --stack production ms5:environment production`" in message
+
+
+def test_program_refuses_production_turned_into_staging():
+    message = program_error(
+        "production", overrides_for("production", {"ms5:environment": "staging"})
+    )
+    assert "ms5:environment: got 'staging' in the stack named production" in message

@@ -872,8 +872,19 @@ def plaintext_secret_errors(
 def production_errors(
     values: Mapping[str, object], *, prefix: str, stack: str
 ) -> list[SettingsError]:
-    """What environment=production promises: every image pinned, data protection on."""
-    if values.get("environment") != "production":
+    """What environment=production promises: every image pinned, data protection on; and the
+    stack named production is that environment."""
+    environment = values.get("environment")
+    if stack == "production" and isinstance(environment, str) and environment != "production":
+        return [
+            SettingsError(
+                f"{prefix}environment",
+                f"got {environment!r} in the stack named production, which would drop the "
+                "production guarantees (pinned images, protected data): `pulumi config set "
+                f"--stack production {prefix}environment production`",
+            )
+        ]
+    if environment != "production":
         return []
     errors = []
     for spec in SPECS:
