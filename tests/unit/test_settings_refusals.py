@@ -328,3 +328,66 @@ def test_program_refuses_production_turned_into_staging():
         "production", overrides_for("production", {"ms5:environment": "staging"})
     )
     assert "ms5:environment: got 'staging' in the stack named production" in message
+
+
+def test_secret_keys_from_the_language_host_environment(monkeypatch):
+    """Under the CLI the secret keys arrive in PULUMI_CONFIG_SECRET_KEYS, not through the SDK."""
+    import json
+
+    from harness import ProgramMocks, stack_config
+    from ms5_components.settings import from_pulumi_config
+
+    pulumi.runtime.set_mocks(ProgramMocks(), project="ms5", stack="staging")
+    pulumi.runtime.set_all_config({}, [])
+    config = stack_config("staging", {"ms5:dbPassword": PASSWORD})
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["ms5:dbPassword"]))
+    settings = from_pulumi_config()
+    assert settings.database.password is not None
+    assert settings.database.password.reveal() == PASSWORD
+
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
+    with pytest.raises(SettingsErrors, match=r"ms5:dbPassword: \(secret, not shown\) is stored"):
+        from_pulumi_config()
+
+
+def _from_config(monkeypatch, project_dir, config):
+    import json
+
+    from harness import ProgramMocks
+    from ms5_components.settings import from_pulumi_config
+
+    pulumi.runtime.set_mocks(ProgramMocks(), project="ms5", stack="staging")
+    pulumi.runtime.set_all_config({}, [])
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
+    return from_pulumi_config(project_dir)
+
+
+def test_every_other_stack_file_of_the_project_is_read(tmp_path, monkeypatch):
+    import shutil
+
+    from harness import ROOT, stack_config
+
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / "Pulumi.qa.yaml").write_text(
+        "config:\n  ms5:prometheusPort: 9190  # staging's\n  ms5:dbPassword:\n    secure: v1:x\n"
+    )
+    with pytest.raises(SettingsErrors) as info:
+        _from_config(monkeypatch, tmp_path, stack_config("staging"))
+    message = str(info.value)
+    assert "ms5:prometheusPort: got 9190; stack qa of this project" in message
+    assert "(ms5:prometheusPort, set in Pulumi.qa.yaml)" in message
+    # qa's other ports are defaults (5432, 9091, 3000): no clash with staging's 5433, 9191, 3100.
+    assert message.startswith("1 invalid stack setting(s)")
+
+
+def test_an_unreadable_other_stack_file_is_named(tmp_path, monkeypatch):
+    import shutil
+
+    from harness import ROOT, stack_config
+
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / "Pulumi.broken.yaml").write_text("config: [\n")
+    with pytest.raises(SettingsErrors, match=r"Pulumi\.broken\.yaml: cannot be read"):
+        _from_config(monkeypatch, tmp_path, stack_config("staging"))
