@@ -1,40 +1,13 @@
-"""The CrossGuard policy pack: wiring only; the rules live in rules.py."""
+"""The CrossGuard policy pack: wiring only (the rules live in ms5_policy/)."""
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from pulumi_policy import PolicyPack
 
-import pulumi_policy
-from pulumi_policy import (
-    EnforcementLevel,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-)
+from ms5_policy.sdk import PACK_NAME, environment_tier, policies
 
-from rules import hardened_container, pgdata_on_named_volume, ports_bound_to_loopback
-
-Rule = Callable[[str, Mapping[str, Any]], list[str]]
-
-
-def _policy(name: str, rule: Rule) -> ResourceValidationPolicy:
-    def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
-        for message in rule(args.resource_type, args.props):
-            report(message, None)
-
-    return ResourceValidationPolicy(
-        name=name,
-        description=(rule.__doc__ or name).strip().splitlines()[0],
-        validate=validate,
-        enforcement_level=EnforcementLevel.MANDATORY,
-    )
-
-
-pulumi_policy.PolicyPack(
-    name="ms5-timescaledb",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    policies=[
-        _policy("pgdata-on-named-volume", pgdata_on_named_volume),
-        _policy("ports-bound-to-loopback", ports_bound_to_loopback),
-        _policy("hardened-container", hardened_container),
-    ],
+tier = environment_tier()
+PolicyPack(
+    name=PACK_NAME,
+    description=f"MS5.0 TimescaleDB guard rails ({tier} stack: rules are "
+    + ("mandatory)" if tier == "production" else "advisory)"),
+    policies=policies(tier),
 )
