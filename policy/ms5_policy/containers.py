@@ -206,7 +206,7 @@ def resource_limits(resource: Resource, ctx: Context) -> list[Finding]:
         out.append(Unchecked(f"{resource.label}: cpus"))
     elif not cpus and not cpu_set:
         out.append(
-            Violation(f"{resource.label}: cpus is not set; set a CPU limit (e.g. cpus=\"2\").")
+            Violation(f'{resource.label}: cpus is not set; set a CPU limit (e.g. cpus="2").')
         )
     if is_database(resource):
         shm = props.get("shmSize")
@@ -286,9 +286,13 @@ def log_rotation(resource: Resource, ctx: Context) -> list[Finding]:
         return [Unchecked(f"{resource.label}: logDriver/logOpts")]
     if driver == "local":
         return []
-    if driver == "json-file" and isinstance(opts, Mapping):
-        if opts.get("max-size") and opts.get("max-file"):
-            return []
+    if (
+        driver == "json-file"
+        and isinstance(opts, Mapping)
+        and opts.get("max-size")
+        and opts.get("max-file")
+    ):
+        return []
     return [
         Violation(
             f"{resource.label}: logs do not rotate; set logDriver json-file with logOpts "
@@ -411,7 +415,9 @@ def secrets_not_in_plain_sight(resource: Resource, ctx: Context) -> list[Finding
                     )
                 )
     secret_files = [
-        str(u.get("file")) for u in uploads(resource.props) if _SECRET_PATH.search(str(u.get("file")))
+        str(u.get("file"))
+        for u in uploads(resource.props)
+        if _SECRET_PATH.search(str(u.get("file")))
     ]
     if secret_files and "uploads" not in resource.options.additional_secret_outputs:
         out.append(
@@ -495,7 +501,5 @@ def prometheus_hardened(resource: Resource, ctx: Context) -> list[Finding]:
         ("--storage.tsdb.retention.size=", "ms5:prometheusRetentionSize"),
     ):
         if not any(a.startswith(flag) and len(a) > len(flag) for a in args):
-            out.append(
-                Violation(f"{resource.label}: command lacks {flag}<value>; set {key}.")
-            )
+            out.append(Violation(f"{resource.label}: command lacks {flag}<value>; set {key}."))
     return out

@@ -94,7 +94,9 @@ def benchmark_thresholds(resource: Resource, ctx: Context) -> list[Finding]:
         elif value is None:
             if ctx.production:
                 out.append(
-                    Violation(f"{resource.label}: thresholds.{key} is not set; set it for production.")
+                    Violation(
+                        f"{resource.label}: thresholds.{key} is not set; set it for production."
+                    )
                 )
         elif not (number(value) or 0) > 0:
             out.append(Violation(f"{resource.label}: thresholds.{key} is not a positive number."))
@@ -186,7 +188,9 @@ def hypertables_have_policies(resource: Resource, ctx: Context) -> list[Finding]
                     f"{resource.label}: hypertable {table} (created in {info['file']}) has no "
                     f"{' and no '.join(missing)} policy; add a migration calling "
                     + " and ".join(
-                        "ms5_admin.set_columnstore" if m == "compression" else "ms5_admin.set_retention"
+                        "ms5_admin.set_columnstore"
+                        if m == "compression"
+                        else "ms5_admin.set_retention"
                         for m in missing
                     )
                     + f"('{table}', ...)."

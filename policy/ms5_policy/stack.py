@@ -71,9 +71,7 @@ def _of_type(resources: Sequence[Resource], type_: str) -> list[Resource]:
     return [r for r in resources if r.type == type_]
 
 
-def migrations_after_healthy_database(
-    resources: Sequence[Resource], ctx: Context
-) -> list[Finding]:
+def migrations_after_healthy_database(resources: Sequence[Resource], ctx: Context) -> list[Finding]:
     """Migrations run only after the database container is healthy: they depend on it, and it is
     created with a health check and wait=true."""
     graph = Graph(resources)
@@ -153,9 +151,7 @@ def backup_before_migrations(resources: Sequence[Resource], ctx: Context) -> lis
 def readers_after_migrations(resources: Sequence[Resource], ctx: Context) -> list[Finding]:
     """The exporter, the verification and the benchmark start after the migrations (they read
     the schema)."""
-    readers = [
-        r for r in resources if is_exporter(r) or r.type in (VERIFICATION, BENCHMARK)
-    ]
+    readers = [r for r in resources if is_exporter(r) or r.type in (VERIFICATION, BENCHMARK)]
     if not readers:
         return []
     migration_sets = _of_type(resources, MIGRATION_SET)

@@ -31,8 +31,9 @@ from typing import Any
 import grpc
 import yaml
 from google.protobuf import empty_pb2, json_format, struct_pb2  # type: ignore[import-untyped]
-from harness import ROOT, ProgramRun
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc, engine_pb2_grpc
+
+from harness import ROOT, ProgramRun
 
 PACK_DIR = ROOT / "policy"
 UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
