@@ -552,3 +552,16 @@ def test_migrations_declare_policies_for_every_hypertable():
     assert hypertable_policies(extra) == {
         "ms5.t": {"file": "V0100__x.sql", "compression": False, "retention": False}
     }
+
+
+def test_readme_rule_table_matches_the_catalog():
+    from harness import ROOT
+    from ms5_policy.catalog import POLICIES
+
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", readme, re.M)
+    assert [r[0] for r in rows] == [p.name for p in POLICIES]
+    for (name, production, staging, protects), spec in zip(rows, POLICIES, strict=True):
+        assert protects.strip() == spec.protects, name
+        assert production.startswith("mandatory"), name
+        assert staging.strip().startswith(("advisory", "not applied")), name
