@@ -8,7 +8,7 @@ working directory (the virtualenv from PulumiPolicy.yaml, relative to it), the s
 ``PULUMI_DRY_RUN``/``PULUMI_ORGANIZATION``; read the gRPC port from the first line of stdout; then
 ``Handshake`` (the Python SDK answers UNIMPLEMENTED, which the CLI accepts), ``ConfigureStack``,
 ``GetAnalyzerInfo``, ``Configure`` (every policy's enforcement level and properties, merged from
-the pack's defaults and ``--policy-pack-config``), ``Analyze`` for every resource (its inputs,
+the pack's defaults and ``--policy-pack-config``), ``Remediate`` and ``Analyze`` for every resource (its inputs,
 ``__`` keys skipped, unknowns and secrets as the engine marshals them) and ``AnalyzeStack`` once
 (every resource's outputs, parent and dependencies).
 
@@ -263,16 +263,17 @@ class Pack:
         by_urn = {r.urn: r for r in resources}
         diagnostics: list[Diagnostic] = []
         for r in resources:
-            response = self.stub.Analyze(
-                analyzer_pb2.AnalyzeRequest(
-                    type=r.type,
-                    urn=r.urn,
-                    name=r.name,
-                    properties=_struct(r.inputs),
-                    options=_options(r),
-                    provider=self._provider(r, by_urn),
-                )
+            request = analyzer_pb2.AnalyzeRequest(
+                type=r.type,
+                urn=r.urn,
+                name=r.name,
+                properties=_struct(r.inputs),
+                options=_options(r),
+                provider=self._provider(r, by_urn),
             )
+            # The engine asks for remediations first; this pack has none (it only validates).
+            assert not self.stub.Remediate(request).remediations, r.urn
+            response = self.stub.Analyze(request)
             diagnostics.extend(self._diagnostics(response, default_urn=r.urn))
         stack_request = analyzer_pb2.AnalyzeStackRequest(
             resources=[
