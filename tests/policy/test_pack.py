@@ -565,3 +565,21 @@ def test_readme_rule_table_matches_the_catalog():
         assert protects.strip() == spec.protects, name
         assert production.startswith("mandatory"), name
         assert staging.strip().startswith(("advisory", "not applied")), name
+
+
+def test_program_opt_in_to_a_non_loopback_bind_passes_and_the_label_is_what_counts(packs):
+    """ms5:allowNonLoopbackBind makes the program label every publishing container; the pack
+    accepts the wildcard bind because of that label, and only because of it."""
+    from ms5_components.docker_common import NON_LOOPBACK_BIND_LABEL
+    from ms5_policy.containers import NON_LOOPBACK_LABEL
+
+    assert NON_LOOPBACK_BIND_LABEL == NON_LOOPBACK_LABEL
+    opt_in = {"ms5:bindAddress": "0.0.0.0", "ms5:allowNonLoopbackBind": True}
+    resources = records(run_program("staging", overrides_for("staging", opt_in)))
+    published = [r for r in resources if r.inputs.get("ports")]
+    assert published and all(p["ip"] == "0.0.0.0" for r in published for p in r.inputs["ports"])
+    assert analyze(packs["staging"], resources) == []
+    grafana = _by_name(resources, GRAFANA)
+    grafana.set("labels", [x for x in grafana.inputs["labels"] if x["label"] != NON_LOOPBACK_LABEL])
+    [diagnostic] = analyze(packs["staging"], resources)
+    assert (diagnostic.policy, diagnostic.urn) == ("ports-bound-to-loopback", grafana.urn)
