@@ -63,6 +63,8 @@ class Registration:
     additional_secret_outputs: list[str]
     replace_on_changes: list[str]
     provider: str
+    aliases: list[dict[str, Any]] = field(default_factory=list)
+    """Alias specs (``{"parentUrn": ...}``, ``{"name": ...}``) or ``{"urn": ...}`` for alias URNs."""
     outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -161,6 +163,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             additional_secret_outputs=list(request.additionalSecretOutputs),
             replace_on_changes=list(request.replaceOnChanges),
             provider=request.provider,
+            aliases=[json_format.MessageToDict(a) for a in request.aliases]
+            + [{"urn": u} for u in request.aliasURNs],
             outputs=json_format.MessageToDict(response.object),
         )
         self.registrations[urn] = reg

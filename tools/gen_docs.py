@@ -107,6 +107,8 @@ def resource_graph(stack: str = "production") -> str:
         kind = reg.type.split(":")[-1]
         if reg.type.startswith("pulumi-python:dynamic"):
             kind = reg.type.split("/")[-1].split(":")[-1]
+        if reg.type == "pulumi:providers:docker":
+            kind = "Docker provider: every Docker resource"
         return f'{ids[urn]}["{reg.name}<br/><small>{kind}</small>"]'
 
     lines = ["```mermaid", "flowchart LR"]
@@ -121,8 +123,6 @@ def resource_graph(stack: str = "production") -> str:
             lines.append(indent + label(urn))
 
     for urn in children.get("", []):
-        if regs[urn].type == "pulumi:providers:docker":
-            continue
         emit(urn, "  ")
     edges: set[tuple[str, str]] = set()
     for urn in order:

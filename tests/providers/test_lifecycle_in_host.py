@@ -25,7 +25,8 @@ def _program_inputs(type_suffix: str) -> dict[str, Any]:
 
 def test_preflight_from_the_program_runs_in_a_clean_host(fake_docker):
     news = _program_inputs(":HostPreflight")
-    news["image"] = "sha256:" + "1" * 64  # an unknown at preview; the image id once pulled
+    # The image reference, known at preview: the preflight needs no pulled image.
+    assert news["image"].startswith("timescale/timescaledb:2.19.3-pg17@sha256:")
     with provider_host() as host:
         checked, failures = host.check(PREFLIGHT_URN, {}, news)
         assert failures == []
@@ -44,11 +45,36 @@ def test_preflight_from_the_program_runs_in_a_clean_host(fake_docker):
 
 def test_preflight_failure_reaches_the_engine_with_its_message(fake_docker, monkeypatch):
     monkeypatch.setenv("FAKE_DOCKER_DOWN", "1")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/ms5-test-nothing.sock")
     news = _program_inputs(":HostPreflight")
-    news["image"] = "sha256:" + "1" * 64
     with provider_host() as host, pytest.raises(RehearsalError) as info:
         host.create(PREFLIGHT_URN, news)
-    assert "not reachable (ms5:dockerHost)" in str(info.value)
+    assert "unix:///run/ms5-test-nothing.sock (from DOCKER_HOST) is not reachable" in str(
+        info.value
+    )
+
+
+HEALTH_URN = "urn:pulumi:production::ms5::pulumi-python:dynamic/ms5:ContainerHealth::health"
+
+
+def test_container_health_from_the_program_times_out_with_its_message(
+    fake_docker, monkeypatch, tmp_path
+):
+    import json
+
+    states = tmp_path / "states"
+    starting = {"State": {"Status": "running", "Health": {"Status": "starting", "Log": []}}}
+    states.write_text(json.dumps([starting]) + "\n")
+    monkeypatch.setenv("FAKE_DOCKER_STATES", str(states))
+    news = _program_inputs(":ContainerHealth")
+    assert news["timeout_setting"] == "ms5:dbHealthTimeoutSeconds"
+    news.update(container_id="c0ffee", timeout_seconds=1)  # known once the container exists
+    with provider_host() as host, pytest.raises(RehearsalError) as info:
+        host.create(HEALTH_URN, news)
+    msg = str(info.value)
+    assert "container ms5-production-timescaledb did not become healthy within 1 s" in msg
+    assert "raise ms5:dbHealthTimeoutSeconds" in msg
+    assert "docker logs ms5-production-timescaledb" in msg
 
 
 def test_role_password_from_the_program_rotates_a_real_password(pg_server, pg_database):

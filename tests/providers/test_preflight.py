@@ -8,7 +8,11 @@ import os
 import pytest
 
 from ms5_components.errors import PreflightError
-from ms5_components.lifecycle.preflight import PreflightProvider
+from ms5_components.lifecycle.preflight import (
+    MIN_API_VERSION,
+    MIN_ENGINE_VERSION,
+    PreflightProvider,
+)
 
 
 def props(**overrides: object) -> dict[str, object]:
@@ -43,9 +47,65 @@ def test_unreachable_engine(fake_docker, monkeypatch):
     with pytest.raises(PreflightError) as info:
         PreflightProvider().create(props(docker_host="unix:///run/nothing.sock"))
     msg = str(info.value)
-    assert "not reachable (ms5:dockerHost)" in msg
+    assert "unix:///run/nothing.sock (from ms5:dockerHost) is not reachable" in msg
     assert "Cannot connect to the Docker daemon" in msg
     assert "systemctl start docker" in msg
+
+
+def test_unreachable_engine_names_where_the_endpoint_came_from(fake_docker, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_DOWN", "1")
+    with pytest.raises(PreflightError, match=r"tcp://10\.9\.9\.9:2375 \(from DOCKER_HOST\)"):
+        PreflightProvider().create(
+            props(docker_host="tcp://10.9.9.9:2375", docker_host_source="DOCKER_HOST")
+        )
+
+
+@pytest.mark.parametrize(
+    ("version", "api"),
+    [("20.10.24", "1.41"), ("24.0.7", "1.43"), ("28.2.2", "1.50"), ("100.0.0", "2.0")],
+)
+def test_engine_at_or_above_the_minimum_passes(fake_docker, monkeypatch, version, api):
+    monkeypatch.setenv("FAKE_DOCKER_VERSION", version)
+    monkeypatch.setenv("FAKE_DOCKER_API", api)
+    outs = PreflightProvider().create(props()).outs
+    assert (outs["docker_version"], outs["docker_api_version"]) == (version, api)
+
+
+@pytest.mark.parametrize(
+    ("version", "api"), [("20.10.0-rc1", "1.40"), ("19.03.15", "1.40"), ("1.13.1", "1.26")]
+)
+def test_engine_older_than_the_minimum_is_refused_naming_both_versions(
+    fake_docker, monkeypatch, version, api
+):
+    monkeypatch.setenv("FAKE_DOCKER_VERSION", version)
+    monkeypatch.setenv("FAKE_DOCKER_API", api)
+    with pytest.raises(PreflightError) as info:
+        PreflightProvider().create(props())
+    msg = str(info.value)
+    assert f"version {version} (API {api})" in msg
+    assert f"Docker Engine {MIN_ENGINE_VERSION} or newer (API 1.41)" in msg
+    assert "Upgrade Docker Engine" in msg and "ms5:dockerHost" in msg
+
+
+def test_engine_version_is_checked_before_anything_else(fake_docker, monkeypatch, tmp_path):
+    calls = tmp_path / "calls"
+    monkeypatch.setenv("FAKE_DOCKER_CALLS", str(calls))
+    monkeypatch.setenv("FAKE_DOCKER_API", "1.40")
+    monkeypatch.setenv("DOCKER_CONTEXT", "elsewhere")
+    with pytest.raises(PreflightError):
+        PreflightProvider().create(props(docker_host="unix:///run/engine.sock"))
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(
+        "version --format {{.Server.Version}}|{{.Server.APIVersion}}"
+    )
+    # Exactly the resolved engine: DOCKER_HOST set, no context left to disagree.
+    assert lines[0].startswith("DOCKER_HOST=unix:///run/engine.sock DOCKER_CONTEXT= ")
+
+
+def test_unreadable_api_version_is_refused(fake_docker, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_API", "dev")
+    with pytest.raises(PreflightError, match=r"version 27\.3\.1 \(API dev\); the program needs"):
+        PreflightProvider().create(props())
 
 
 def test_docker_cli_missing(monkeypatch, tmp_path):
@@ -102,6 +162,11 @@ def test_not_enough_disk_remote_host_uses_a_probe_container(fake_docker, monkeyp
         "ms5-preflight", props(), props(docker_host="ssh://ops@db1", min_free_disk_gb=1.0)
     )
     assert ok.outs["free_disk_gb"] == 2.0
+
+
+def test_minimum_is_debian_12s_engine():
+    # Debian 12's docker.io (Engine 20.10.24, API 1.41) is what CI runs on.
+    assert (MIN_ENGINE_VERSION, MIN_API_VERSION) == ("20.10", (1, 41))
 
 
 def test_major_upgrade_is_refused_at_check_with_the_procedure():

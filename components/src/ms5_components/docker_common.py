@@ -57,3 +57,48 @@ def reachable_host(bind_address: str) -> str:
     """The address a client on the Docker host uses for a port published on ``bind_address``:
     the bind address itself, or loopback for a wildcard bind."""
     return "127.0.0.1" if bind_address in ("0.0.0.0", "::") else bind_address  # noqa: S104
+
+
+def go_duration(seconds: int) -> str:
+    """A whole number of seconds in the form the Docker provider reads a duration back.
+
+    terraform-provider-docker stores health-check durations as Go's ``time.Duration.String()``
+    (``5s``, ``2m0s``, ``1h0m0s``); an input written otherwise (``120s``) differs from state on
+    every ``pulumi up``.
+    """
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative, got {seconds}")
+    if seconds == 0:
+        return "0s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def docker_cpus(cpus: float | int | str) -> str:
+    """A CPU limit in the form the Docker provider reads ``cpus`` back from ``NanoCpus``.
+
+    The provider prints the nanosecond count with nine decimals; when that text has exactly nine
+    zeros it keeps one decimal (``2`` -> ``2.0``, ``0.5`` -> ``0.5``), otherwise it strips the
+    trailing zeros (``0.25`` -> ``0.25``, ``10`` -> ``10.``). ``cpus`` forces a replacement, so an
+    input written in another form would replace the container on every ``pulumi up``.
+    """
+    from decimal import Decimal
+
+    nanos = int(Decimal(str(cpus)) * 1_000_000_000)
+    if nanos <= 0:
+        raise ValueError(f"a CPU limit must be positive, got {cpus!r}")
+    whole, frac = divmod(nanos, 1_000_000_000)
+    nine = f"{whole}.{frac:09d}"
+    if nine.count("0") == 9:
+        # One decimal, rounded half away from zero (Go's big.Rat.FloatString).
+        tenths, rest = divmod(frac, 100_000_000)
+        if rest * 2 >= 100_000_000:
+            tenths += 1
+        whole, tenths = whole + tenths // 10, tenths % 10
+        return f"{whole}.{tenths}"
+    return nine.rstrip("0")

@@ -39,6 +39,10 @@ class PreflightError(Ms5Error):
     """The Docker host is not fit to run the database (engine, disk, memory)."""
 
 
+class ContainerHealthError(Ms5Error):
+    """A container did not become healthy in time, or stopped; the container is kept."""
+
+
 class MigrationError(Ms5Error):
     """A migration could not be planned or applied."""
 

@@ -23,6 +23,7 @@ from typing import Literal
 
 import yaml
 
+from ms5_components.docker_endpoint import DockerEndpointError, Endpoint, resolve_docker_host
 from ms5_components.errors import SettingsError, SettingsErrors
 
 NAMESPACE = "ms5"
@@ -115,6 +116,8 @@ def _ip_address(raw: str) -> str:
 
 
 def _docker_host(raw: str) -> str:
+    if raw == "":
+        return raw  # follow the Docker CLI (see ms5_components.docker_endpoint)
     if not re.fullmatch(r"(unix|tcp|ssh|npipe)://\S+", raw):
         raise ValueError(
             "expected a Docker endpoint such as unix:///var/run/docker.sock or ssh://user@host"
@@ -303,9 +306,12 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         key="dockerHost",
         type="string",
-        default="unix:///var/run/docker.sock",
+        default="",
         parse=_docker_host,
-        description="Docker engine endpoint the stack deploys to (unix://, tcp:// or ssh://).",
+        description="Docker engine endpoint the stack deploys to (unix://, tcp:// or ssh://); "
+        "empty means the Docker CLI's engine: DOCKER_HOST, else the current Docker context "
+        "(DOCKER_CONTEXT, then the CLI config's currentContext), else "
+        "unix:///var/run/docker.sock.",
     ),
     Spec(
         key="bindAddress",
@@ -751,6 +757,7 @@ class Settings:
     stack: str
     environment: Environment
     docker_host: str
+    """The resolved Docker endpoint (``ms5:dockerHost``, or the Docker CLI's when unset)."""
     bind_address: str
     protect_data: bool
     preflight_min_free_disk_gb: int
@@ -758,6 +765,8 @@ class Settings:
     allow_non_loopback_bind: bool = False
     """ms5:allowNonLoopbackBind: a non-loopback bindAddress is deliberate; containers that
     publish a port carry the label the policy pack accepts it by."""
+    docker_host_source: str = "ms5:dockerHost"
+    """What chose ``docker_host`` (``ms5:dockerHost``, ``DOCKER_HOST``, a context), for messages."""
     raw: Mapping[str, object] = field(repr=False, default_factory=dict)
     """Parsed value of every key (secrets as :class:`Secret`), for components added later."""
 
@@ -1052,6 +1061,8 @@ def load_settings(
     project: str = NAMESPACE,
     secret_keys: Collection[str] | None = None,
     other_stacks: Mapping[str, Mapping[str, str]] | None = None,
+    environ: Mapping[str, str] | None = None,
+    home: Path | None = None,
 ) -> Settings:
     """Validate the raw config of one stack (keys ``ms5:<key>``, values as Pulumi passes them).
 
@@ -1059,6 +1070,8 @@ def load_settings(
     given, a secret setting outside it is refused (None: not known, not checked).
     ``other_stacks`` maps the project's other stacks to their stack-file values (no defaults), so
     that a host port another stack publishes on the same Docker host is refused.
+    ``environ`` and ``home`` (default: this process's) decide the Docker endpoint when
+    ``ms5:dockerHost`` is unset, as the Docker CLI would.
 
     Raises :class:`SettingsErrors` listing every bad key at once.
     """
@@ -1098,8 +1111,12 @@ def load_settings(
     errors.extend(_cross_key_errors(values, prefix=prefix))
     errors.extend(bind_address_errors(values, prefix=prefix))
     errors.extend(port_errors(values, prefix=prefix, stack=stack, other_stacks=other_stacks))
+    endpoint = _resolve_endpoint(values.get("dockerHost"), environ, home, f"{prefix}dockerHost")
+    if isinstance(endpoint, SettingsError):
+        errors.append(endpoint)
     if errors:
         raise SettingsErrors(errors)
+    assert endpoint is not None and not isinstance(endpoint, SettingsError)
 
     def get(key: str) -> object:
         return values[key]
@@ -1139,7 +1156,8 @@ def load_settings(
         project=project,
         stack=stack,
         environment=environment,
-        docker_host=str(get("dockerHost")),
+        docker_host=endpoint.host,
+        docker_host_source=endpoint.source,
         bind_address=str(get("bindAddress")),
         protect_data=bool(get("protectData")),
         preflight_min_free_disk_gb=_as_int(get("preflightMinFreeDiskGb")),
@@ -1169,6 +1187,26 @@ def _cross_key_errors(values: Mapping[str, object], *, prefix: str) -> list[Sett
             )
         seen.add(name)
     return errors
+
+
+def _resolve_endpoint(
+    configured: object, environ: Mapping[str, str] | None, home: Path | None, key: str
+) -> Endpoint | SettingsError | None:
+    """The Docker endpoint; None when ``ms5:dockerHost`` itself did not parse (already reported)."""
+    import os
+
+    if not isinstance(configured, str):
+        return None
+    env = os.environ if environ is None else environ
+    try:
+        endpoint = resolve_docker_host(configured, env, home or Path.home())
+    except DockerEndpointError as exc:
+        return SettingsError(key, f"unset, so the Docker CLI's engine is used, but {exc}")
+    try:
+        _docker_host(endpoint.host)
+    except ValueError as exc:
+        return SettingsError(key, f"unset; {endpoint.source} gives {endpoint.host!r}: {exc}")
+    return endpoint
 
 
 def _as_int(value: object) -> int:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from ms5_components.database.timescaledb import TimescaleDb, TimescaleDbArgs
+from ms5_components.database.timescaledb import TimescaleDb, TimescaleDbArgs, host_preflight
+from ms5_components.lifecycle.preflight import HostPreflight
 from ms5_components.migrations.plan import load_directory
 from ms5_components.migrations.provider import (
     MigrationSet,
@@ -30,6 +31,8 @@ class Stack:
 
     settings: Settings
     database: TimescaleDb
+    preflight: HostPreflight
+    """The host preflight; the Docker provider (so every Docker resource) depends on it."""
     migrations: MigrationSet | None = None
     """The schema migrations; depend on it from every resource that reads the schema."""
     monitoring: Monitoring | None = None
@@ -50,7 +53,22 @@ def labels_for(settings: Settings) -> dict[str, str]:
 
 def build_stack(settings: Settings) -> Stack:
     """Create every resource of the stack described by ``settings``."""
-    provider = docker.Provider("docker", docker.ProviderArgs(host=settings.docker_host))
+    # ---- host preflight: the first thing that can fail ----------------------------------------
+    # Every Docker resource goes through `provider`, which depends on the preflight: no image
+    # pull or other Docker call runs before the engine, its version, disk and memory are checked.
+    preflight = host_preflight(
+        settings.database,
+        docker_host=settings.docker_host,
+        docker_host_source=settings.docker_host_source,
+        min_free_disk_gb=settings.preflight_min_free_disk_gb,
+    )
+    provider = docker.Provider(
+        "docker",
+        # context="": the engine is the resolved docker_host, never a DOCKER_CONTEXT the provider
+        # would otherwise prefer over it.
+        docker.ProviderArgs(host=settings.docker_host, context=""),
+        opts=pulumi.ResourceOptions(depends_on=[preflight]),
+    )
     on_docker = pulumi.ResourceOptions(providers=[provider])
     labels = labels_for(settings)
 
@@ -63,13 +81,12 @@ def build_stack(settings: Settings) -> Stack:
             bind_address=settings.bind_address,
             protect_data=settings.protect_data,
             docker_host=settings.docker_host,
-            min_free_disk_gb=settings.preflight_min_free_disk_gb,
             labels=labels,
             allow_non_loopback_bind=settings.allow_non_loopback_bind,
         ),
         opts=on_docker,
     )
-    stack = Stack(settings=settings, database=database)
+    stack = Stack(settings=settings, database=database, preflight=preflight)
     stack.outputs.update(
         {
             "dbHost": database.host,
@@ -84,7 +101,7 @@ def build_stack(settings: Settings) -> Stack:
     )
 
     # ---- migrations (issue 3) -------------------------------------------------------------------
-    # After the container is healthy (wait=True); every resource that reads the schema depends
+    # After the container is healthy (database.healthy); every resource that reads the schema depends
     # on `stack.migrations`. A bad migration file fails the program here, naming the file.
     migrations = MigrationSet(
         "migrations",
@@ -97,7 +114,7 @@ def build_stack(settings: Settings) -> Stack:
             repair=repair_entries(settings),
             settings=runner_settings(settings),
         ),
-        opts=pulumi.ResourceOptions(depends_on=[database.container]),
+        opts=pulumi.ResourceOptions(depends_on=[database.healthy]),
     )
     stack.migrations = migrations
     stack.outputs.update({"schemaVersion": migrations.current_version})

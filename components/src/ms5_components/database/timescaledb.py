@@ -1,4 +1,5 @@
-"""The database part of the graph: network, volumes, image, host preflight and the TimescaleDB container."""
+"""The database part of the graph: host preflight, network, volumes, image and the TimescaleDB
+container with its health wait."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from ms5_components.database.tuning import TuningInput, server_command, server_s
 from ms5_components.docker_common import (
     DAEMON_MERGED,
     container_labels,
+    docker_cpus,
+    go_duration,
     pinned_image,
     publishing_labels,
     reachable_host,
     volume_labels,
 )
+from ms5_components.lifecycle.container_health import ContainerHealth, ContainerHealthArgs
 from ms5_components.lifecycle.preflight import HostPreflight, HostPreflightArgs
 from ms5_components.lifecycle.role_password import RolePassword, RolePasswordArgs
 from ms5_components.settings import DatabaseSettings, Secret
@@ -25,10 +29,38 @@ INTERNAL_PORT = 5432
 """Port of the server inside the container and on the stack network."""
 PGDATA = "/var/lib/postgresql/data"
 """The official image's data directory: always on the named data volume."""
-BACKUP_DIR = "/backups"
-"""Mount point of the backup volume inside the container."""
+BACKUP_DIR = "/var/lib/postgresql/backups"
+"""Mount point of the backup volume inside the container (the one path the backups capability
+uses). Beside PGDATA, on its own volume. The images do not have this directory, so Docker would
+create the volume's root owned by root: :data:`ENTRYPOINT` makes it the server user's before the
+image's own entrypoint starts."""
+ENTRYPOINT = (
+    "sh",
+    "-c",
+    'if [ "$(id -u)" = 0 ]; then mkdir -p "$0" && chown postgres:postgres "$0" '
+    '&& chmod 0700 "$0"; fi; exec docker-entrypoint.sh "$@"',
+    BACKUP_DIR,
+)
+"""The image's ``docker-entrypoint.sh``, after making :data:`BACKUP_DIR` owned by ``postgres``
+(uid 70 in the Alpine-based TimescaleDB image, 999 in Debian-based ones: the name, not a number)."""
 PASSWORD_FILE = "/run/secrets/ms5-db-password"  # noqa: S105 (a path, not a password)
 """Where the superuser password is uploaded (read once, at first initialisation)."""
+
+
+def initdb_args(pg_major: int) -> str:
+    """``POSTGRES_INITDB_ARGS``: the encoding and locale are pinned at first initialisation, so
+    they never follow the image's locale (a bare image would give SQL_ASCII).
+
+    UTF8 with the C locale for the operating-system categories, and on PostgreSQL 17+ the
+    built-in ``C.UTF-8`` collation provider: Unicode-aware, independent of the C library, and so
+    stable across image updates (no index rebuild after a glibc/musl collation change).
+    """
+    args = ["--auth-host=scram-sha-256", "--data-checksums", "--encoding=UTF8", "--locale=C"]
+    if pg_major >= 17:
+        args += ["--locale-provider=builtin", "--builtin-locale=C.UTF-8"]
+    return " ".join(args)
+
+
 # Capabilities the image's entrypoint needs to fix data directory ownership and drop to postgres.
 _CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
 
@@ -48,9 +80,7 @@ class TimescaleDbArgs:
     protect_data: bool
     """protect + retain_on_delete on the data and backup volumes."""
     docker_host: str
-    """Docker endpoint, for the host preflight."""
-    min_free_disk_gb: int
-    """Preflight minimum of free space on Docker's data root."""
+    """Docker endpoint (the Docker provider's), for the health wait."""
     labels: dict[str, str]
     """Labels put on every Docker object (project, stack, component added)."""
     allow_non_loopback_bind: bool = False
@@ -59,7 +89,7 @@ class TimescaleDbArgs:
 
 
 class TimescaleDb(pulumi.ComponentResource):
-    """A TimescaleDB server on Docker with its network, named volumes and host preflight."""
+    """A TimescaleDB server on Docker with its network, named volumes and health wait."""
 
     network_name: pulumi.Output[str]
     """Name of the stack's Docker network (other containers join it)."""
@@ -82,7 +112,10 @@ class TimescaleDb(pulumi.ComponentResource):
     server_settings: dict[str, str]
     """The server settings passed on the command line (plain data, known at preview)."""
     container: docker.Container
-    """The container resource, for ``depends_on``."""
+    """The container resource. It is created without waiting for health: depend on
+    :attr:`healthy` for a server that has finished initialising."""
+    healthy: ContainerHealth
+    """Ready once the container reports healthy (within ``ms5:dbHealthTimeoutSeconds``)."""
     superuser_login: RolePassword
     """Keeps the superuser's password equal to config; ready once the server accepts logins."""
 
@@ -122,18 +155,6 @@ class TimescaleDb(pulumi.ComponentResource):
 
         pg_major = db.image.pg_major
         assert pg_major is not None  # guaranteed by settings validation
-        preflight = HostPreflight(
-            f"{name}-preflight",
-            HostPreflightArgs(
-                docker_host=args.docker_host,
-                min_free_disk_gb=args.min_free_disk_gb,
-                memory_mb=db.memory_mb,
-                cpus=db.cpus,
-                pg_major=pg_major,
-                image=image.image_id,
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[image]),
-        )
 
         self.server_settings = server_settings(
             TuningInput(
@@ -153,12 +174,13 @@ class TimescaleDb(pulumi.ComponentResource):
                 name=container_name,
                 hostname=container_name,
                 image=image.image_id,
+                entrypoints=list(ENTRYPOINT),
                 command=server_command(self.server_settings),
                 envs=[
                     f"POSTGRES_DB={db.name}",
                     f"POSTGRES_USER={db.superuser}",
                     f"POSTGRES_PASSWORD_FILE={PASSWORD_FILE}",
-                    "POSTGRES_INITDB_ARGS=--auth-host=scram-sha-256 --data-checksums",
+                    f"POSTGRES_INITDB_ARGS={initdb_args(pg_major)}",
                     "POSTGRES_HOST_AUTH_METHOD=scram-sha-256",
                     f"PGDATA={PGDATA}",
                     "NO_TS_TUNE=true",
@@ -200,18 +222,19 @@ class TimescaleDb(pulumi.ComponentResource):
                         "-U",
                         db.superuser,
                     ],
-                    interval=f"{health_interval}s",
-                    timeout="5s",
+                    # Durations in the form the provider reads back; no start_interval (engines
+                    # before API 1.44 drop it silently).
+                    interval=go_duration(health_interval),
+                    timeout=go_duration(5),
                     retries=max(db.health_timeout_seconds // health_interval, 3),
-                    start_period=f"{db.health_timeout_seconds}s",
-                    start_interval="2s",
+                    start_period=go_duration(db.health_timeout_seconds),
                 ),
-                wait=True,
-                wait_timeout=db.health_timeout_seconds,
+                # `healthy` below waits, with a message naming the container and the setting.
+                wait=False,
                 restart=db.restart_policy,
                 memory=db.memory_mb,
                 memory_swap=db.memory_mb,
-                cpus=str(db.cpus),
+                cpus=docker_cpus(db.cpus),
                 shm_size=db.shm_size_mb,
                 security_opts=["no-new-privileges:true"],
                 capabilities=docker.ContainerCapabilitiesArgs(
@@ -230,7 +253,6 @@ class TimescaleDb(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[preflight],
                 # Never two servers on one data directory.
                 delete_before_replace=True,
                 # The password file is read once, at first initialisation; later password changes
@@ -239,6 +261,18 @@ class TimescaleDb(pulumi.ComponentResource):
                 ignore_changes=["uploads", *DAEMON_MERGED],
                 additional_secret_outputs=["uploads"],
             ),
+        )
+
+        self.healthy = ContainerHealth(
+            f"{name}-health",
+            ContainerHealthArgs(
+                docker_host=args.docker_host,
+                container_name=self.container.name,
+                container_id=self.container.id,
+                timeout_seconds=db.health_timeout_seconds,
+                timeout_setting="ms5:dbHealthTimeoutSeconds",
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
         )
 
         host = reachable_host(args.bind_address)
@@ -261,7 +295,7 @@ class TimescaleDb(pulumi.ComponentResource):
                 password=password,
                 connect_timeout_seconds=db.health_timeout_seconds,
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.healthy]),
         )
         # Hand out the DSN only once the server is healthy and the password is in effect.
         self.dsn = pulumi.Output.secret(
@@ -282,6 +316,41 @@ class TimescaleDb(pulumi.ComponentResource):
                 "image_digest": self.image_digest,
             }
         )
+
+
+def host_preflight(
+    settings: DatabaseSettings,
+    *,
+    docker_host: str,
+    docker_host_source: str,
+    min_free_disk_gb: int,
+    component_name: str = "timescaledb",
+) -> HostPreflight:
+    """The host preflight, created before the Docker provider (which depends on it).
+
+    A top-level resource because it must exist before any Docker resource, the database
+    component's included; the alias keeps the state it had as the component's child (its
+    recorded PostgreSQL major is what refuses a major change at preview).
+    """
+    pg_major = settings.image.pg_major
+    assert pg_major is not None  # guaranteed by settings validation
+    return HostPreflight(
+        f"{component_name}-preflight",
+        HostPreflightArgs(
+            docker_host=docker_host,
+            docker_host_source=docker_host_source,
+            min_free_disk_gb=min_free_disk_gb,
+            memory_mb=settings.memory_mb,
+            cpus=settings.cpus,
+            pg_major=pg_major,
+            image=settings.image.reference,
+        ),
+        opts=pulumi.ResourceOptions(
+            aliases=[
+                pulumi.Alias(parent=pulumi.create_urn(component_name, "ms5:database:TimescaleDb"))
+            ]
+        ),
+    )
 
 
 def _dsn(user: str, password: str, host: str, port: int, database: str) -> str:

@@ -1,9 +1,12 @@
 """Host preflight: is the Docker host fit to run the database? (a dynamic resource)
 
-Runs before the database container is created or replaced, and again whenever what it protects
-changes (image, memory limit, disk minimum, Docker endpoint). It checks, each with its own message:
+It is the first thing a ``pulumi up`` can fail on: the stack's Docker provider depends on it, so
+no image pull or other Docker call runs before it, and a missing, unreachable or too old engine is
+reported by its message rather than by a raw provider error. It runs again whenever what it
+protects changes (image, memory limit, disk minimum, Docker endpoint). It checks, each with its own message:
 
-- the Docker engine answers at ``ms5:dockerHost`` (and its version);
+- the Docker engine answers at the resolved endpoint (``ms5:dockerHost``, else the Docker CLI's:
+  ``DOCKER_HOST``, then the current context) and is at least Docker Engine 20.10 (API 1.41);
 - free space on Docker's data root is at least ``ms5:preflightMinFreeDiskGb``;
 - the engine's host memory is at least the container's limit ``ms5:dbMemoryMb``, and its CPU
   count at least ``ms5:dbCpus`` (Docker refuses a larger CPU limit).
@@ -19,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-PROVIDER_VERSION = "2"
+PROVIDER_VERSION = "3"
 """Bumped when the checks change, so a new provider logic shows as a diff."""
 
 _INPUTS = (
@@ -68,6 +69,7 @@ class PreflightProps:
     pg_major: int
     image: str
     provider_version: str
+    docker_host_source: str = "ms5:dockerHost"
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any]) -> PreflightProps:
@@ -80,40 +82,80 @@ class PreflightProps:
             pg_major=int(raw["pg_major"]),
             image=str(raw["image"]),
             provider_version=str(raw.get("provider_version", PROVIDER_VERSION)),
+            docker_host_source=str(raw.get("docker_host_source", "ms5:dockerHost")),
         )
 
     def to_outputs(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _INPUTS}
+        return {
+            "docker_host_source": self.docker_host_source,
+            **{name: getattr(self, name) for name in _INPUTS},
+        }
 
 
-def _docker(host: str, *args: str, timeout: float = 30.0) -> str:
+MIN_ENGINE_VERSION = "20.10"
+"""The oldest Docker Engine the program supports (Debian 12's ``docker.io`` is 20.10.24)."""
+MIN_API_VERSION = (1, 41)
+"""Its API version. Every container option the program sets is older than this; an engine below
+it could silently drop one (as engines below API 1.44 drop ``healthcheck.start_interval``, which
+the program therefore does not use)."""
+
+
+def _docker(host: str, *args: str, timeout: float = 30.0, source: str = "ms5:dockerHost") -> str:
     """Run the docker CLI against ``host``; PreflightError with a clear message on failure."""
     from ms5_components.errors import PreflightError
+    from ms5_components.lifecycle.docker_cli import (
+        DockerCliFailed,
+        DockerCliMissing,
+        DockerCliTimeout,
+        run_docker,
+    )
 
-    exe = shutil.which("docker")
-    if exe is None:
+    try:
+        return run_docker(host, *args, timeout=timeout)
+    except DockerCliMissing:
         raise PreflightError(
             "preflight: the docker CLI is not on PATH. Install Docker Engine "
             "(https://docs.docker.com/engine/install/) and re-run `pulumi up`."
-        )
-    env = dict(os.environ, DOCKER_HOST=host)
-    try:
-        done = subprocess.run(
-            [exe, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise PreflightError(
-            f"preflight: the Docker engine at {host} did not answer within {timeout:.0f} s "
-            "(ms5:dockerHost). Check that it is running: `docker info`."
         ) from None
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()
-        last = detail[-1] if detail else f"exit code {done.returncode}"
+    except DockerCliTimeout:
         raise PreflightError(
-            f"preflight: the Docker engine at {host} is not reachable (ms5:dockerHost): {last}. "
-            "Start Docker (e.g. `sudo systemctl start docker`) or fix ms5:dockerHost."
+            f"preflight: the Docker engine at {host} (from {source}) did not answer within "
+            f"{timeout:.0f} s. Check that it is running: `docker -H {host} info`."
+        ) from None
+    except DockerCliFailed as exc:
+        raise PreflightError(
+            f"preflight: the Docker engine at {host} (from {source}) is not reachable: {exc}. "
+            "Start Docker (e.g. `sudo systemctl start docker`), or point ms5:dockerHost "
+            "(or DOCKER_HOST / the Docker context when it is unset) at a running engine."
+        ) from None
+
+
+def _parse_api(version: str) -> tuple[int, int] | None:
+    parts = version.strip().split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def check_engine_version(host: str, source: str) -> tuple[str, str]:
+    """The engine's (version, API version); PreflightError when older than the minimum."""
+    from ms5_components.errors import PreflightError
+
+    out = _docker(
+        host, "version", "--format", "{{.Server.Version}}|{{.Server.APIVersion}}", source=source
+    ).strip()
+    version, _, api = out.partition("|")
+    found = _parse_api(api)
+    minimum = ".".join(str(x) for x in MIN_API_VERSION)
+    if found is None or found < MIN_API_VERSION:
+        raise PreflightError(
+            f"preflight: the Docker engine at {host} is version {version or 'unknown'} (API "
+            f"{api or 'unknown'}); the program needs Docker Engine {MIN_ENGINE_VERSION} or newer "
+            f"(API {minimum}), because older engines silently ignore container options it sets. "
+            "Upgrade Docker Engine (https://docs.docker.com/engine/install/), or point "
+            "ms5:dockerHost at a newer engine."
         )
-    return done.stdout
+    return version, api
 
 
 def _free_disk_bytes(host: str, info: dict[str, Any], root_dir: str, image: str) -> int:
@@ -154,8 +196,12 @@ def run_checks(props: PreflightProps) -> dict[str, Any]:
     """All host checks; returns the measured facts, or raises PreflightError naming the check."""
     from ms5_components.errors import PreflightError
 
-    version = _docker(props.docker_host, "version", "--format", "{{.Server.Version}}").strip()
-    info = json.loads(_docker(props.docker_host, "info", "--format", "{{json .}}"))
+    version, api = check_engine_version(props.docker_host, props.docker_host_source)
+    info = json.loads(
+        _docker(
+            props.docker_host, "info", "--format", "{{json .}}", source=props.docker_host_source
+        )
+    )
     mem_total_mb = int(info.get("MemTotal", 0)) // (1024 * 1024)
     host_cpus = int(info.get("NCPU", 0))
     root_dir = str(info.get("DockerRootDir") or "/var/lib/docker")
@@ -180,6 +226,7 @@ def run_checks(props: PreflightProps) -> dict[str, Any]:
         )
     return {
         "docker_version": version,
+        "docker_api_version": api,
         "docker_root_dir": root_dir,
         "host_memory_mb": mem_total_mb,
         "host_cpus": host_cpus,
@@ -247,8 +294,12 @@ class HostPreflightArgs:
     """The database container's CPU limit; the host must have at least this many CPUs."""
     pg_major: int
     """PostgreSQL major of the image; a change against existing state is refused at preview."""
-    image: pulumi.Input[str]
-    """Image used for the remote free-disk probe (already pulled)."""
+    image: str
+    """Reference of the database image (``repo:tag[@digest]``), used for the free-disk probe on
+    a remote engine. A reference, not the pulled image: the preflight runs before any image is
+    pulled (the probe's ``docker run`` pulls it when needed)."""
+    docker_host_source: str = "ms5:dockerHost"
+    """What chose ``docker_host`` (named in messages; not compared in diffs)."""
 
 
 class HostPreflight(pulumi.dynamic.Resource, module="ms5", name="HostPreflight"):
@@ -277,7 +328,9 @@ class HostPreflight(pulumi.dynamic.Resource, module="ms5", name="HostPreflight")
                 "pg_major": args.pg_major,
                 "image": args.image,
                 "provider_version": PROVIDER_VERSION,
+                "docker_host_source": args.docker_host_source,
                 "docker_version": None,
+                "docker_api_version": None,
                 "docker_root_dir": None,
                 "host_memory_mb": None,
                 "host_cpus": None,

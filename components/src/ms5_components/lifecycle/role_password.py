@@ -21,6 +21,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from ms5_components.pg import CLIENT_ENCODING
+
 PROVIDER_VERSION = "1"
 _COMPARED = ("host", "port", "database", "user", "password", "provider_version")
 
@@ -69,6 +71,7 @@ def _connect(props: RolePasswordProps, password: str) -> Any:
         user=props.user,
         password=password,
         connect_timeout=10,
+        client_encoding=CLIENT_ENCODING,
         autocommit=True,
     )
 

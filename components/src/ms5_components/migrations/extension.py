@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ms5_components.errors import ExtensionUpgradeError, MigrationConnectError
+from ms5_components.pg import CLIENT_ENCODING
 
 if TYPE_CHECKING:
     import psycopg
@@ -113,6 +114,7 @@ def _connect(
                 application_name="ms5-extension-upgrade",
                 options=options,
                 connect_timeout=str(connect_timeout),
+                client_encoding=CLIENT_ENCODING,
             ),
             autocommit=True,
         )

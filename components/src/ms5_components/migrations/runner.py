@@ -56,6 +56,7 @@ from ms5_components.migrations.plan import (
     plan_run,
     version_key,
 )
+from ms5_components.pg import CLIENT_ENCODING
 
 if TYPE_CHECKING:
     import psycopg
@@ -270,6 +271,7 @@ class _Session:
                     application_name=APPLICATION_NAME,
                     options=options,
                     connect_timeout=str(settings.connect_timeout_seconds),
+                    client_encoding=CLIENT_ENCODING,
                 ),
                 autocommit=True,
             )

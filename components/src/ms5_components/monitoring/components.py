@@ -21,6 +21,8 @@ import pulumi_docker as docker
 from ms5_components.docker_common import (
     DAEMON_MERGED,
     container_labels,
+    docker_cpus,
+    go_duration,
     pinned_image,
     publishing_labels,
     reachable_host,
@@ -37,11 +39,12 @@ def _wget_health(url: str, timeout_seconds: int) -> docker.ContainerHealthcheckA
     # The three images are busybox/alpine based: wget is there, curl is not.
     return docker.ContainerHealthcheckArgs(
         tests=["CMD", "wget", "-q", "-O", "/dev/null", url],
-        interval=f"{HEALTH_INTERVAL_SECONDS}s",
-        timeout="5s",
+        # Durations in the form the provider reads back; no start_interval (engines before
+        # API 1.44 drop it silently).
+        interval=go_duration(HEALTH_INTERVAL_SECONDS),
+        timeout=go_duration(5),
         retries=max(timeout_seconds // HEALTH_INTERVAL_SECONDS, 3),
-        start_period=f"{timeout_seconds}s",
-        start_interval="2s",
+        start_period=go_duration(timeout_seconds),
     )
 
 
@@ -183,7 +186,7 @@ class Exporter(pulumi.ComponentResource):
                 ),
                 memory=args.memory_mb,
                 memory_swap=args.memory_mb,
-                cpus=args.cpus,
+                cpus=docker_cpus(args.cpus),
                 labels=container_labels(common.labels, "postgres-exporter"),
                 **_security(common),  # type: ignore[arg-type]
             ),
@@ -309,7 +312,7 @@ class Prometheus(pulumi.ComponentResource):
                 read_only=True,
                 memory=args.pushgateway_memory_mb,
                 memory_swap=args.pushgateway_memory_mb,
-                cpus="0.25",
+                cpus=docker_cpus("0.25"),
                 labels=_publishing(common, "pushgateway"),
                 **_security(common),  # type: ignore[arg-type]
             ),
@@ -363,7 +366,7 @@ class Prometheus(pulumi.ComponentResource):
                 ),
                 memory=args.memory_mb,
                 memory_swap=args.memory_mb,
-                cpus=args.cpus,
+                cpus=docker_cpus(args.cpus),
                 labels=_publishing(common, "prometheus"),
                 **_security(common),  # type: ignore[arg-type]
             ),
@@ -522,7 +525,7 @@ class Grafana(pulumi.ComponentResource):
                 ),
                 memory=args.memory_mb,
                 memory_swap=args.memory_mb,
-                cpus=args.cpus,
+                cpus=docker_cpus(args.cpus),
                 labels=_publishing(common, "grafana"),
                 **_security(common),  # type: ignore[arg-type]
             ),

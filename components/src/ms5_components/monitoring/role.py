@@ -36,6 +36,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from ms5_components.pg import CLIENT_ENCODING
+
 PROVIDER_VERSION = "1"
 """Bumped when the provider's behaviour changes, so the change is a visible diff."""
 
@@ -177,7 +179,9 @@ def ensure_role(props: RoleProps, *, revoke: tuple[str, ...] = ()) -> None:
 
     role = sql.Identifier(props.role)
     try:
-        with psycopg.connect(props.admin_dsn, connect_timeout=10) as conn:
+        with psycopg.connect(
+            props.admin_dsn, connect_timeout=10, client_encoding=CLIENT_ENCODING
+        ) as conn:
             current = conn.execute(
                 "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = %s", (props.role,)
             ).fetchone()
@@ -238,7 +242,9 @@ def disable_role(props: RoleProps) -> None:
 
     role = sql.Identifier(props.role)
     try:
-        with psycopg.connect(props.admin_dsn, connect_timeout=10) as conn:
+        with psycopg.connect(
+            props.admin_dsn, connect_timeout=10, client_encoding=CLIENT_ENCODING
+        ) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s AND NOT rolsuper",
                 (props.role,),
