@@ -78,3 +78,10 @@ def _seconds(text: str) -> int:
     assert m, text
     h, mnt, s = (int(x or 0) for x in m.groups())
     return h * 3600 + mnt * 60 + s
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_every_container_is_replaced_delete_before_replace(program, stack):
+    # Container names are fixed: creating the replacement first would conflict (Docker 409).
+    for c in program(stack).by_type(CONTAINER):
+        assert c.delete_before_replace, c.urn

@@ -195,6 +195,8 @@ class Exporter(pulumi.ComponentResource):
                 depends_on=list(args.depends_on),
                 additional_secret_outputs=["uploads"],
                 ignore_changes=DAEMON_MERGED,
+                # A fixed container name: the old container must go before the new one is made.
+                delete_before_replace=True,
             ),
         )
         self.container_name = self.container.name
@@ -316,7 +318,12 @@ class Prometheus(pulumi.ComponentResource):
                 labels=_publishing(common, "pushgateway"),
                 **_security(common),  # type: ignore[arg-type]
             ),
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=DAEMON_MERGED),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                ignore_changes=DAEMON_MERGED,
+                # A fixed container name: the old container must go before the new one is made.
+                delete_before_replace=True,
+            ),
         )
         image = pinned_image(f"{name}-image", args.image, self)
         container_name = f"{common.prefix}-prometheus"
@@ -374,6 +381,8 @@ class Prometheus(pulumi.ComponentResource):
                 parent=self,
                 depends_on=[self.pushgateway, *args.depends_on],
                 ignore_changes=DAEMON_MERGED,
+                # A fixed container name: the old container must go before the new one is made.
+                delete_before_replace=True,
             ),
         )
         host = reachable_host(common.bind_address)
@@ -534,6 +543,8 @@ class Grafana(pulumi.ComponentResource):
                 depends_on=list(args.depends_on),
                 additional_secret_outputs=["uploads"],
                 ignore_changes=DAEMON_MERGED,
+                # A fixed container name: the old container must go before the new one is made.
+                delete_before_replace=True,
             ),
         )
         host = reachable_host(common.bind_address)
