@@ -10,8 +10,10 @@ with ``wait`` off and this resource does the waiting:
 - running out of time fails with a message naming the container, the setting that bounds the wait
   (``ms5:dbHealthTimeoutSeconds`` for the database) and ``docker logs``; the container is left
   running for diagnosis, and the next ``pulumi up`` simply waits again;
-- a container that exited or is reported ``unhealthy`` fails at once with its exit code or the
-  last health-check output;
+- a container that exited fails at once with its exit code; one reported ``unhealthy`` (or
+  restarting) is waited for until the timeout, because a slow first initialisation can outlast the
+  container's own health-check start period (which only changes when the container is replaced)
+  and still finish; the timeout message then carries the last health-check output;
 - ``update`` runs when the container was replaced (a new id), so every new container is waited for;
 - ``delete`` does nothing: the resource owns no infrastructure.
 
@@ -139,10 +141,6 @@ def wait_healthy(props: ContainerHealthProps) -> dict[str, Any]:
             raise ContainerHealthError(
                 f"container {name} stopped (status {status}, exit code {state.get('ExitCode')}) "
                 f"before it became healthy. {logs}"
-            )
-        if health_status == "unhealthy":
-            raise ContainerHealthError(
-                f"container {name} is unhealthy: last health check {_last_check(health)}. {logs}"
             )
         remaining = deadline - time.monotonic()
         if remaining <= 0:
