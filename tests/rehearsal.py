@@ -56,6 +56,7 @@ from harness import DYNAMIC_PREFIX, ProgramMocks, ProgramRun, run_program, unwra
 PROVIDER_KEY = "__provider"
 MIGRATION_SET = "pulumi-python:dynamic/ms5:MigrationSet"
 HOST_PREFLIGHT = "pulumi-python:dynamic/ms5:HostPreflight"
+CONTAINER_HEALTH = "pulumi-python:dynamic/ms5:ContainerHealth"
 
 Op = Literal["create", "update", "same", "delete", "stand-in"]
 StandIn = Callable[[dict[str, Any]], dict[str, Any]]
@@ -410,7 +411,15 @@ def no_docker_preflight(inputs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-NO_DOCKER: dict[str, StandIn] = {HOST_PREFLIGHT: no_docker_preflight}
+def no_docker_health(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Stand-in for ContainerHealth without a Docker engine: the rehearsal's server is already up."""
+    return {"health_status": "healthy"}
+
+
+NO_DOCKER: dict[str, StandIn] = {
+    HOST_PREFLIGHT: no_docker_preflight,
+    CONTAINER_HEALTH: no_docker_health,
+}
 """Stand-ins for the resources that need a Docker engine."""
 
 

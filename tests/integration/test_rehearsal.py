@@ -1,7 +1,7 @@
 """Rehearsal of `pulumi up` with the real program against the real TimescaleDB test server.
 
 The MigrationSet (and the superuser RolePassword) run in a real provider host process, as under
-the engine; only the Docker-dependent host preflight is a stand-in.
+the engine; only the Docker-dependent host preflight and health wait are stand-ins.
 """
 
 from __future__ import annotations
