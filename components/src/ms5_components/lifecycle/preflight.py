@@ -307,6 +307,8 @@ class HostPreflight(pulumi.dynamic.Resource, module="ms5", name="HostPreflight")
 
     docker_version: pulumi.Output[str]
     """Docker engine version found."""
+    docker_api_version: pulumi.Output[str]
+    """Docker Engine API version found (at least 1.41)."""
     host_memory_mb: pulumi.Output[int]
     """Memory of the Docker host (MiB)."""
     free_disk_gb: pulumi.Output[float]
