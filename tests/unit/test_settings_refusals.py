@@ -256,7 +256,7 @@ def test_a_port_another_stack_sets_in_its_file():
     assert (
         "ms5:dbPort: got 5432; stack production of this project publishes host port 5432 "
         "(ms5:dbPort, set in Pulumi.production.yaml) on the same Docker host "
-        "(unix:///var/run/docker.sock)" in message
+        "(ms5:dockerHost unset in both: the Docker CLI's engine)" in message
     )
     assert "`pulumi config set ms5:dbPort 5433`" in message
 

@@ -978,6 +978,9 @@ def _addresses_overlap(a: object, b: object) -> bool:
     return a == b or a in _WILDCARDS or b in _WILDCARDS
 
 
+_CLI_ENGINE = "ms5:dockerHost unset in both: the Docker CLI's engine"
+
+
 def port_errors(
     values: Mapping[str, object],
     *,
@@ -1032,7 +1035,8 @@ def port_errors(
                     key,
                     f"got {p.port}; stack {name} of this project publishes host port {p.port} "
                     f"({prefix}{theirs.key}, {where}) on the same Docker host "
-                    f"({values.get('dockerHost')}), and two stacks on one host cannot share a "
+                    f"({values.get('dockerHost') or _CLI_ENGINE}), and two stacks on one host "
+                    "cannot share a "
                     f"port: give one of them another port, e.g. `pulumi config set {key} "
                     f"{free_after(p.port)}`",
                 )
