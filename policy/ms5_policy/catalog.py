@@ -84,7 +84,7 @@ POLICIES: tuple[PolicySpec, ...] = (
         name="health-checks",
         kind="resource",
         rule=containers.health_checks,
-        remediation="Add healthcheck.tests that pass only when the service answers; set wait=true.",
+        remediation="Add healthcheck.tests that pass only when the service answers.",
         protects="`pulumi up` reporting success for a service that does not answer",
     ),
     PolicySpec(
@@ -166,10 +166,17 @@ POLICIES: tuple[PolicySpec, ...] = (
         protects="hypertables growing without compression or retention until the disk is full",
     ),
     PolicySpec(
+        name="containers-awaited-healthy",
+        kind="stack",
+        rule=stack.containers_awaited_healthy,
+        remediation="Set wait=true on the container, or add a ContainerHealth gate depending on it.",
+        protects="`pulumi up` carrying on while a container is still starting or failing",
+    ),
+    PolicySpec(
         name="migrations-after-healthy-database",
         kind="stack",
         rule=stack.migrations_after_healthy_database,
-        remediation="depends_on=[database.container] with a health check and wait=true.",
+        remediation="depends_on=[database.healthy] (the ContainerHealth gate) on the MigrationSet.",
         protects="migrations against a server that is still initialising",
     ),
     PolicySpec(

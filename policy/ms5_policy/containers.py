@@ -228,32 +228,25 @@ def resource_limits(resource: Resource, ctx: Context) -> list[Finding]:
 
 
 def health_checks(resource: Resource, ctx: Context) -> list[Finding]:
-    """Every container has a health check, and `pulumi up` waits for it (wait=true)."""
+    """Every container has a health check that passes only when the service answers.
+
+    Who waits for it (``wait=true`` or a ContainerHealth gate) is the stack policy
+    containers-awaited-healthy.
+    """
     if resource.type != CONTAINER:
         return []
     check = resource.props.get("healthcheck")
     if is_unknown(check):
         return [Unchecked(f"{resource.label}: healthcheck")]
     tests = strings(check.get("tests")) if isinstance(check, Mapping) else []
-    out: list[Finding] = []
     if not tests or str(tests[0]).upper() == "NONE":
-        out.append(
+        return [
             Violation(
                 f"{resource.label}: healthcheck is missing; add one that passes only when the "
                 "service answers (healthcheck.tests)."
             )
-        )
-    wait = resource.props.get("wait")
-    if isinstance(wait, Unknown):
-        out.append(Unchecked(f"{resource.label}: wait"))
-    elif wait is not True:
-        out.append(
-            Violation(
-                f"{resource.label}: wait is not true; set wait=true so `pulumi up` waits until "
-                "the container is healthy."
-            )
-        )
-    return out
+        ]
+    return []
 
 
 _RESTART_OK = ("always", "unless-stopped", "on-failure")

@@ -14,6 +14,8 @@ import yaml
 from ms5_policy.model import (
     BACKUP,
     BENCHMARK,
+    CONTAINER,
+    CONTAINER_HEALTH,
     MIGRATION_SET,
     MONITORING_ROLE,
     VERIFICATION,
@@ -71,11 +73,45 @@ def _of_type(resources: Sequence[Resource], type_: str) -> list[Resource]:
     return [r for r in resources if r.type == type_]
 
 
+def _awaited(graph: Graph, container: Resource, gates: Sequence[Resource]) -> bool | None:
+    """Whether `pulumi up` waits until ``container`` is healthy: it is created with wait=true,
+    or a ContainerHealth gate depends on it. None when ``wait`` is unknown and no gate waits."""
+    if any(graph.waits_for(gate, container) for gate in gates):
+        return True
+    wait = container.props.get("wait")
+    if isinstance(wait, Unknown):
+        return None
+    return wait is True
+
+
+def containers_awaited_healthy(resources: Sequence[Resource], ctx: Context) -> list[Finding]:
+    """`pulumi up` waits until every container is healthy: wait=true, or a ContainerHealth
+    resource that depends on the container."""
+    graph = Graph(resources)
+    gates = _of_type(resources, CONTAINER_HEALTH)
+    out: list[Finding] = []
+    for container in _of_type(resources, CONTAINER):
+        awaited = _awaited(graph, container, gates)
+        if awaited is None:
+            out.append(Unchecked(f"{container.label}: wait"))
+        elif not awaited:
+            out.append(
+                Violation(
+                    f"{container.label}: nothing waits for it to become healthy; set wait=true "
+                    "or add a ContainerHealth resource that depends on it.",
+                    container.urn,
+                )
+            )
+    return out
+
+
 def migrations_after_healthy_database(resources: Sequence[Resource], ctx: Context) -> list[Finding]:
-    """Migrations run only after the database container is healthy: they depend on it, and it is
-    created with a health check and wait=true."""
+    """Migrations run only after the database container is healthy: they depend on it, it has a
+    health check, and it is created with wait=true or the migrations wait for a ContainerHealth
+    gate on it."""
     graph = Graph(resources)
     databases = [r for r in resources if is_database(r)]
+    gates = _of_type(resources, CONTAINER_HEALTH)
     out: list[Finding] = []
     for migrations in _of_type(resources, MIGRATION_SET):
         waited = [db for db in databases if graph.waits_for(migrations, db)]
@@ -83,23 +119,23 @@ def migrations_after_healthy_database(resources: Sequence[Resource], ctx: Contex
             out.append(
                 Violation(
                     f"{migrations.label}: does not depend on the database container; add "
-                    "depends_on=[database.container] so it runs after the server is healthy.",
+                    "depends_on=[database.healthy] so it runs after the server is healthy.",
                     migrations.urn,
                 )
             )
             continue
         for db in waited:
             check = db.props.get("healthcheck")
-            wait = db.props.get("wait")
-            if isinstance(check, Unknown) or isinstance(wait, Unknown):
+            mine = [g for g in gates if graph.waits_for(migrations, g)]
+            awaited = _awaited(graph, db, mine)
+            if isinstance(check, Unknown) or awaited is None:
                 out.append(Unchecked(f"{db.label}: healthcheck/wait"))
-            elif wait is not True or not (
-                isinstance(check, Mapping) and strings(check.get("tests"))
-            ):
+            elif not awaited or not (isinstance(check, Mapping) and strings(check.get("tests"))):
                 out.append(
                     Violation(
-                        f"{migrations.label}: runs after {db.label}, which is not created "
-                        "healthy (needs a healthcheck and wait=true); fix the container.",
+                        f"{migrations.label}: runs after {db.label}, which is not known to be "
+                        "healthy (needs a healthcheck, and wait=true or a ContainerHealth gate "
+                        "the migrations depend on); fix the container or the dependency.",
                         migrations.urn,
                     )
                 )

@@ -359,10 +359,12 @@ MUTATIONS: dict[str, tuple[str, Mutation]] = {
         "migrations-after-healthy-database",
         # (the Backup the migrations wait for waits for the database too)
         _chain(
-            _drop_deps("migrations", DB, "timescaledb-superuser-login"), _drop_deps("backup", DB)
+            _drop_deps("migrations", DB, "timescaledb-health", "timescaledb-superuser-login"),
+            _drop_deps("backup", DB, "timescaledb-health"),
         ),
     ),
-    "database-not-awaited": ("migrations-after-healthy-database", _set(DB, "wait", False)),
+    "database-not-awaited": ("migrations-after-healthy-database", _remove("timescaledb-health")),
+    "container-not-awaited": ("containers-awaited-healthy", _set(PROM, "wait", False)),
     "no-backup": ("production-has-backup", _remove("backup")),
     "migrations-before-backup": ("backup-before-migrations", _drop_deps("migrations", "backup")),
     "exporter-before-migrations": (
@@ -389,10 +391,10 @@ MUTATIONS: dict[str, tuple[str, Mutation]] = {
         ),
     ),
 }
-"""Mutations whose only effect is the noted policy's violation (exceptions: the database's
-wait=true is also what health-checks requires)."""
+"""Mutations whose only effect is the noted policy's violation (exception: without its
+ContainerHealth gate, nothing waits for the database container either)."""
 
-ALSO = {"database-not-awaited": {"health-checks"}}
+ALSO = {"database-not-awaited": {"containers-awaited-healthy"}}
 
 
 @pytest.mark.parametrize("case", sorted(MUTATIONS))
