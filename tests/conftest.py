@@ -36,11 +36,13 @@ from stacks import overrides_for
 #   start_postgres   function  factory: start an extra fresh server with extra settings
 #   pushgateway_url  session   base URL of a running Pushgateway
 #
-# A service that cannot be provisioned or started fails the test; the only skip is the
-# ``full_license`` marker on a server whose TimescaleDB license is not ``timescale``.
+# A service that cannot be provisioned or started fails the test; the only skips are the
+# ``full_license`` marker on a server whose TimescaleDB license is not ``timescale`` and the
+# ``apache_only`` marker on a server whose license is not ``apache``.
 # ======================================================================================
 
 FULL_LICENSE = "timescale"
+APACHE_LICENSE = "apache"
 _CONNECT_TIMEOUT = 10
 
 StartPostgres = Callable[..., ms5_testenv.PostgresServer]
@@ -204,6 +206,19 @@ def _full_license_gate(request: pytest.FixtureRequest) -> None:
     if server.license != FULL_LICENSE:
         pytest.skip(
             "needs a full-license (timescale) TimescaleDB server; "
+            f"this server's license is {server.license or 'unknown'}"
+        )
+
+
+@pytest.fixture(autouse=True)
+def _apache_only_gate(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``apache_only`` run only on a server with the Apache license."""
+    if request.node.get_closest_marker("apache_only") is None:
+        return
+    server: ms5_testenv.PostgresServer = request.getfixturevalue("pg_server")
+    if server.license != APACHE_LICENSE:
+        pytest.skip(
+            "shows the Apache-licensed TimescaleDB's behaviour; "
             f"this server's license is {server.license or 'unknown'}"
         )
 

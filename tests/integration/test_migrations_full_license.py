@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from migration_files import add_migration
 
 from ms5_components.migrations import repository_migrations_dir
 from ms5_components.migrations.plan import load_directory
@@ -87,13 +88,15 @@ def test_default_schema_creates_every_licensed_feature(schema: Path, pg_database
 
 
 def test_changing_an_interval_replaces_the_policy(schema: Path, pg_database: str) -> None:
-    (schema / "V0007__longer_retention.sql").write_text(
+    add_migration(
+        schema,
+        "longer_retention",
         "SELECT ms5_admin.set_retention('ms5.machine_metrics', INTERVAL '180 days');\n"
         "SELECT ms5_admin.set_columnstore('ms5.machine_metrics', 'machine_id, metric', 'time DESC',"
         " INTERVAL '2 days');\n"
         "SELECT ms5_admin.set_refresh_policy('ms5.machine_metrics_1m', INTERVAL '4 hours',"
         " INTERVAL '1 minute', INTERVAL '5 minutes');\n"
-        "SELECT ms5_admin.set_retention('ms5.production_counts', INTERVAL '3 years');\n"
+        "SELECT ms5_admin.set_retention('ms5.production_counts', INTERVAL '3 years');\n",
     )
     before = jobs(pg_database, "policy_retention")
     migrate(pg_database, schema)
@@ -120,9 +123,11 @@ def test_refresh_procedure_in_a_non_transactional_migration(schema: Path, pg_dat
         "INSERT INTO ms5.machine_metrics SELECT now() - g * INTERVAL '1 minute', 'm1', 'temp', g"
         " FROM generate_series(10, 100) g",
     )
-    (schema / "V0007__refresh.sql").write_text(
+    add_migration(
+        schema,
+        "refresh",
         "-- ms5:transaction=off\n"
-        "CALL ms5_admin.refresh_continuous_aggregate('ms5.machine_metrics_1m', NULL, now() - INTERVAL '5 minutes');\n"
+        "CALL ms5_admin.refresh_continuous_aggregate('ms5.machine_metrics_1m', NULL, now() - INTERVAL '5 minutes');\n",
     )
     migrate(pg_database, schema)
     target = query(

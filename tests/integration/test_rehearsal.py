@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from migration_files import add_migration, next_version
 from psycopg.conninfo import conninfo_to_dict
 
 import ms5_testenv
@@ -125,14 +126,17 @@ def test_fresh_deploy_noop_and_one_new_migration(
     before = sessions(pg_server, database)
 
     # One new migration: the preview lists exactly it and runs no SQL; the deploy applies only it.
-    (migrations_copy / "V9000__line_targets.sql").write_text(
+    added_version = next_version(migrations_copy)
+    added = add_migration(
+        migrations_copy,
+        "line_targets",
         "CREATE TABLE IF NOT EXISTS ms5.line_targets (\n"
-        "    line_id text PRIMARY KEY,\n    oee_target double precision NOT NULL\n);\n"
+        "    line_id text PRIMARY KEY,\n    oee_target double precision NOT NULL\n);\n",
     )
     preview = rehearsal.preview()
     planned = preview.one(MIGRATION_SET)
     assert planned.op == "update"
-    assert planned.diff_keys == ["migrations.V9000__line_targets.sql"]
+    assert planned.diff_keys == [f"migrations.{added.name}"]
     assert planned.provider_called == ["Check", "Diff"]
     assert [r.urn for r in preview.changed()] == [planned.urn]
     assert sessions(pg_server, database) == before
@@ -143,10 +147,10 @@ def test_fresh_deploy_noop_and_one_new_migration(
     updated = third.one(MIGRATION_SET)
     assert updated.op == "update"
     assert updated.provider_called == ["Check", "Diff", "Update"]
-    assert updated.outputs["last_applied"] == ["9000"]
-    assert updated.outputs["applied_versions"] == [*expected, "9000"]
+    assert updated.outputs["last_applied"] == [added_version]
+    assert updated.outputs["applied_versions"] == [*expected, added_version]
     assert history(pg_database)[: len(applied)] == applied
-    assert [v for v, _ in history(pg_database)][-1] == "9000"
+    assert [v for v, _ in history(pg_database)][-1] == added_version
     assert sessions(pg_server, database) > before
 
 

@@ -79,7 +79,7 @@ def test_scrape_timeout_never_exceeds_interval():
 def test_custom_queries_are_bounded_and_version_gated():
     queries = exporter_queries.custom_queries(timescaledb_version=(2, 19, 3), top_n=7)
     bounded = [q for q in queries if "rank <=" in q.sql]
-    assert len(bounded) == 5
+    assert len(bounded) == 6
     assert all("rank <= 7" in q.sql for q in bounded)
     assert all(
         q.cache_seconds > 0
@@ -88,18 +88,23 @@ def test_custom_queries_are_bounded_and_version_gated():
     )
     new = {q.namespace: q.sql for q in queries}
     old = {
-        q.namespace: q.sql for q in exporter_queries.custom_queries(timescaledb_version=(2, 15, 0))
-    }
-    old = {
         q.namespace: q.sql for q in exporter_queries.custom_queries(timescaledb_version=(2, 11, 0))
     }
-    assert "_timescaledb_functions.cagg_watermark" in new["timescaledb_continuous_aggregate"]
-    assert "_timescaledb_internal.cagg_watermark" in old["timescaledb_continuous_aggregate"]
+    # The watermark comes from the catalog table every role may read: cagg_watermark() would
+    # need SELECT on each aggregate (its data) for the exporter's role.
+    for sqls in (new, old):
+        assert "cagg_watermark" not in sqls["timescaledb_continuous_aggregate"]
+        assert (
+            "_timescaledb_catalog.continuous_aggs_watermark"
+            in sqls["timescaledb_continuous_aggregate"]
+        )
+    assert "_timescaledb_functions.to_timestamp" in new["timescaledb_continuous_aggregate"]
+    assert "_timescaledb_internal.to_timestamp" in old["timescaledb_continuous_aggregate"]
     # No per-hypertable size or stats function: one pass over the catalog views.
     assert "hypertable_size(" not in new["timescaledb_hypertable"]
     assert "_stats(" not in new["timescaledb_compression"]
     with pytest.raises(MonitoringError, match="older than"):
-        exporter_queries.custom_queries(timescaledb_version=(2, 8, 1))
+        exporter_queries.custom_queries(timescaledb_version=(2, 10, 3))
     with pytest.raises(MonitoringError, match="top_n"):
         exporter_queries.custom_queries(timescaledb_version=(2, 19, 3), top_n=0)
     rendered = yaml.safe_load(exporter_queries.render_queries_yaml(queries))

@@ -458,17 +458,28 @@ def _health_row(inputs: DashboardInputs) -> RowSpec:
 
 _JOBS_SQL = """SELECT j.job_id,
        j.proc_name,
-       coalesce(j.hypertable_schema || '.' || j.hypertable_name, '') AS hypertable,
+       coalesce(ca.view_schema || '.' || ca.view_name,
+                j.hypertable_schema || '.' || j.hypertable_name, '') AS target,
        j.scheduled,
-       s.last_run_status,
+       CASE WHEN st.last_run_success IS FALSE THEN 'Failed'
+            ELSE s.last_run_status END AS last_run_status,
        CASE WHEN isfinite(s.last_successful_finish) THEN s.last_successful_finish END
          AS last_success,
        s.total_runs,
        s.total_failures,
+       CASE WHEN st.last_run_success IS FALSE THEN e.err_message END AS last_error,
        CASE WHEN isfinite(s.next_start) THEN s.next_start END AS next_start
 FROM timescaledb_information.jobs j
+LEFT JOIN timescaledb_information.continuous_aggregates ca
+  ON ca.materialization_hypertable_schema = j.hypertable_schema
+ AND ca.materialization_hypertable_name = j.hypertable_name
 LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
-ORDER BY (s.last_run_status = 'Failed') DESC NULLS LAST, j.job_id
+LEFT JOIN _timescaledb_internal.bgw_job_stat st ON st.job_id = j.job_id
+LEFT JOIN LATERAL (
+  SELECT je.err_message FROM timescaledb_information.job_errors je
+  WHERE je.job_id = j.job_id ORDER BY je.start_time DESC LIMIT 1
+) e ON true
+ORDER BY (st.last_run_success IS FALSE) DESC, j.job_id
 LIMIT 50"""
 
 _HYPERTABLES_SQL = """WITH sizes AS (
@@ -520,8 +531,9 @@ def _timescale_row() -> RowSpec:
                 title="Background job runs",
                 kind="table",
                 unit="short",
-                description="Every job with its last run (failing first), from "
-                "timescaledb_information (read-only datasource).",
+                description="Every job with its last run and, when it failed, the server's "
+                "error (failing first); continuous-aggregate jobs are named by the aggregate. "
+                "From timescaledb_information (read-only datasource).",
                 targets=(SqlTarget(sql=_JOBS_SQL),),
                 width=16,
             ),

@@ -32,8 +32,14 @@ from ms5_components.monitoring import metrics
 
 Usage = Literal["LABEL", "GAUGE", "COUNTER"]
 
-MIN_TIMESCALEDB: tuple[int, int, int] = (2, 9, 0)
-"""Oldest TimescaleDB the queries support (``timescaledb_information.job_errors`` is 2.9)."""
+MIN_TIMESCALEDB: tuple[int, int, int] = (2, 11, 0)
+"""Oldest TimescaleDB the queries support: 2.11 stores continuous-aggregate watermarks in a
+catalog table that every role may read; before it only ``cagg_watermark()`` gives them, and that
+function needs SELECT on the aggregate (read access to its data, which the exporter must not
+have)."""
+
+ERROR_MESSAGE_CHARS = 200
+"""Longest server error message carried as a label (whitespace collapsed)."""
 
 DEFAULT_TOP_N = 20
 """Default number of hypertables, jobs and continuous aggregates reported one by one."""
@@ -199,6 +205,10 @@ def _counter(name: str, description: str) -> Column:
 
 
 _HYPERTABLE_LABEL = "Hypertable as schema.name, or _other for everything beyond the top N."
+_JOB_TARGET_LABEL = (
+    "Hypertable or continuous aggregate (its view) the job works on, as schema.name; empty for "
+    "none."
+)
 
 
 def _info_query() -> CustomQuery:
@@ -354,25 +364,43 @@ GROUP BY 1
 
 
 def _jobs_cte() -> str:
-    # One row per background job with its run history. license_blocked marks jobs whose last
-    # error is "feature not supported" under the Apache license (e.g. the job-history retention
-    # job of the Apache build), which are reported but do not count as failing.
+    # One row per background job with its run history and its last recorded error.
+    # - target: what the job works on. Policies of a continuous aggregate are attached to its
+    #   internal materialization hypertable; they are named by the aggregate's view instead.
+    # - license_blocked: the job's last error is TimescaleDB's "not supported under the current
+    #   'apache' license" (the job-history retention job of the Apache build). Such jobs are
+    #   reported but do not count as failing. Every other failure counts, whatever its cause
+    #   (e.g. the "cannot drop portal" error of every scheduled job on PostgreSQL 17.12).
+    # - last_run_success comes from the scheduler's own statistics: job_stats shows no status
+    #   for a job whose runs all failed before finishing.
     return """
 WITH j AS (
   SELECT jb.job_id,
          jb.proc_name,
-         coalesce(jb.hypertable_schema || '.' || jb.hypertable_name, '') AS hypertable,
+         coalesce(ca.view_schema || '.' || ca.view_name,
+                  jb.hypertable_schema || '.' || jb.hypertable_name, '') AS hypertable,
          jb.scheduled,
-         s.last_run_status,
+         coalesce(st.last_run_success, true) AS last_run_success,
          s.last_successful_finish,
          coalesce(st.consecutive_failures, 0) AS consecutive_failures,
+         e.sqlerrcode AS last_error_code,
+         e.err_message AS last_error_message,
          coalesce(current_setting('timescaledb.license', true), '') = 'apache'
-           AND (SELECT e.sqlerrcode FROM timescaledb_information.job_errors e
-                WHERE e.job_id = jb.job_id
-                ORDER BY e.start_time DESC LIMIT 1) = '0A000' AS license_blocked
+           AND e.sqlerrcode = '0A000'
+           AND e.err_message LIKE '%license%' AS license_blocked
   FROM timescaledb_information.jobs jb
+  LEFT JOIN timescaledb_information.continuous_aggregates ca
+    ON ca.materialization_hypertable_schema = jb.hypertable_schema
+   AND ca.materialization_hypertable_name = jb.hypertable_name
   LEFT JOIN timescaledb_information.job_stats s ON s.job_id = jb.job_id
   LEFT JOIN _timescaledb_internal.bgw_job_stat st ON st.job_id = jb.job_id
+  LEFT JOIN LATERAL (
+    SELECT je.sqlerrcode, je.err_message
+    FROM timescaledb_information.job_errors je
+    WHERE je.job_id = jb.job_id
+    ORDER BY je.start_time DESC
+    LIMIT 1
+  ) e ON true
 )"""
 
 
@@ -386,7 +414,7 @@ def _job_query(top_n: int) -> CustomQuery:
 SELECT job_id::text AS job_id,
        proc_name,
        hypertable,
-       CASE last_run_status WHEN 'Failed' THEN 0 ELSE 1 END::float8 AS last_run_success,
+       last_run_success::int::float8 AS last_run_success,
        consecutive_failures::float8 AS consecutive_failures,
        CASE WHEN last_successful_finish IS NOT NULL AND isfinite(last_successful_finish)
             THEN extract(epoch FROM now() - last_successful_finish) ELSE -1 END::float8
@@ -402,7 +430,7 @@ WHERE rank <= {top_n}
         columns=(
             _label("job_id", "Background job id."),
             _label("proc_name", "Procedure the job runs (policy_compression, ...)."),
-            _label("hypertable", "Hypertable the job works on (schema.name), empty for none."),
+            _label("hypertable", _JOB_TARGET_LABEL),
             _gauge("last_run_success", "0 when the last run failed, else 1 (also never run)."),
             _gauge("consecutive_failures", "Failed runs since the last success."),
             _gauge("seconds_since_last_success", "Seconds since the last success; -1 when never."),
@@ -453,16 +481,72 @@ GROUP BY 1
     )
 
 
+def _job_error_query(top_n: int) -> CustomQuery:
+    sql = f"""{_jobs_cte()}, failing AS (
+  SELECT j.*, row_number() OVER (
+           ORDER BY NOT coalesce(license_blocked, false) DESC, consecutive_failures DESC, job_id)
+         AS rank
+  FROM j
+  WHERE consecutive_failures > 0
+)
+SELECT job_id::text AS job_id,
+       proc_name,
+       hypertable,
+       coalesce(last_error_code, '') AS sqlerrcode,
+       left(regexp_replace(coalesce(last_error_message, 'no error recorded'), '\\s+', ' ', 'g'),
+            {ERROR_MESSAGE_CHARS}) AS message,
+       coalesce(license_blocked, false)::int::float8 AS license_blocked,
+       1::float8 AS info
+FROM failing
+WHERE rank <= {top_n}
+"""
+    return CustomQuery(
+        namespace="timescaledb_job_last_error",
+        sql=sql,
+        columns=(
+            _label("job_id", "Background job id."),
+            _label("proc_name", "Procedure the job runs."),
+            _label("hypertable", _JOB_TARGET_LABEL),
+            _label("sqlerrcode", "SQLSTATE of the job's last error."),
+            _label(
+                "message",
+                f"The server's message for the job's last error (first {ERROR_MESSAGE_CHARS} "
+                "characters).",
+            ),
+            _gauge(
+                "license_blocked",
+                "1 when the error is a feature missing from the Apache license.",
+            ),
+            _gauge("info", "1 for every job whose last run failed (failing first, top N)."),
+        ),
+        scrape_job=metrics.JOB_HYPERTABLES,
+        cache_seconds=_cache(metrics.JOB_HYPERTABLES),
+    )
+
+
+_NEVER_MATERIALIZED = "4714-11-24 00:00:00+00 BC"
+"""The watermark of a continuous aggregate that was never refreshed (PostgreSQL's earliest
+timestamp; ``timescaledb_information.job_stats`` uses the same sentinel)."""
+
+
 def _cagg_query(top_n: int, version: tuple[int, int, int]) -> CustomQuery:
     # The watermark is the end of the materialized range, in the internal time representation;
-    # it is meaningful as a timestamp only for time-typed hypertables. The internal functions
+    # it is meaningful as a timestamp only for time-typed hypertables. It is read from the
+    # catalog table (readable by every role), not with cagg_watermark(), which refuses a role
+    # without SELECT on the aggregate: the exporter reports how far behind an aggregate is and
+    # needs no access to its rows, and an aggregate added later is covered with no grant. No
+    # watermark row, or TimescaleDB's "nothing materialized yet" value (the earliest timestamp
+    # PostgreSQL has), reads as never materialized. The internal functions
     # moved from _timescaledb_internal to _timescaledb_functions in 2.12.
     fn = "_timescaledb_functions" if version >= (2, 12, 0) else "_timescaledb_internal"
     sql = f"""
 WITH c AS (
   SELECT ca.user_view_schema || '.' || ca.user_view_name AS view,
-         {fn}.to_timestamp({fn}.cagg_watermark(ca.mat_hypertable_id)) AS watermark
+         CASE WHEN {fn}.to_timestamp(w.watermark) > '{_NEVER_MATERIALIZED}'::timestamptz
+              THEN {fn}.to_timestamp(w.watermark) ELSE '-infinity'::timestamptz END AS watermark
   FROM _timescaledb_catalog.continuous_agg ca
+  LEFT JOIN _timescaledb_catalog.continuous_aggs_watermark w
+    ON w.mat_hypertable_id = ca.mat_hypertable_id
   JOIN _timescaledb_catalog.hypertable raw ON raw.id = ca.raw_hypertable_id
   JOIN timescaledb_information.dimensions d
     ON d.hypertable_schema = raw.schema_name AND d.hypertable_name = raw.table_name
@@ -545,6 +629,7 @@ def custom_queries(
         _compression_query(top_n),
         _job_query(top_n),
         _jobs_summary_query(top_n),
+        _job_error_query(top_n),
         _cagg_query(top_n, timescaledb_version),
         _stat_wal_query(),
     )

@@ -9,7 +9,10 @@ the exact text Prometheus will produce:
 
 - ``{value}`` — the signal's value with one decimal (``{{ printf "%.1f" $value }}``);
 - ``{labels.NAME}`` — a label of the alert (``{{ $labels.NAME }}``);
-- ``{threshold}`` — the tier's threshold, filled in at generation time.
+- ``{threshold}`` — the tier's threshold, filled in at generation time;
+- ``{lookup.NAME}`` — a label of another series that matches the alert's labels (a
+  :class:`Lookup` of the rule, e.g. the server's error message of a failing job), or the
+  lookup's fallback text when there is none.
 
 Each alert carries :class:`AlertCase` examples (input series, an evaluation time, which tiers fire
 and with which labels); :func:`render_rule_tests` turns them into ``promtool test rules`` input, so
@@ -34,22 +37,53 @@ Op = Literal[">", "<", ">=", "<=", "=="]
 RUNBOOK_DOC = "docs/monitoring.md"
 """The runbook: one section per alert, anchored by the alert name in lower case."""
 
-_PLACEHOLDER = re.compile(r"\{(value|threshold|labels\.([a-z_][a-z0-9_]*))\}")
+_PLACEHOLDER = re.compile(
+    r"\{(value|threshold|labels\.([a-z_][a-z0-9_]*)|lookup\.([a-z_][a-z0-9_]*))\}"
+)
 
 
-def _go_template(text: str, threshold: str) -> str:
+@dataclass(frozen=True, kw_only=True)
+class Lookup:
+    """A label of another series shown in an alert's text (``{lookup.NAME}``)."""
+
+    metric: str
+    """The series to look up."""
+    match: tuple[str, ...]
+    """Alert labels the series must have with the same values."""
+    label: str
+    """The label of the found series that is shown."""
+    missing: str
+    """Shown when no such series exists."""
+
+    def go_template(self) -> str:
+        """Prometheus' template: query the series, print the label of the first one found."""
+        selector = ",".join(f"{name}=%q" for name in self.match)
+        args = " ".join(f"$labels.{name}" for name in self.match)
+        return (
+            f'{{{{ with printf "{self.metric}{{{selector}}}" {args} | query }}}}'
+            f'{{{{ . | first | label "{self.label}" }}}}{{{{ else }}}}{self.missing}{{{{ end }}}}'
+        )
+
+
+def _go_template(text: str, threshold: str, lookups: Mapping[str, Lookup]) -> str:
     def sub(match: re.Match[str]) -> str:
         if match.group(1) == "value":
             return '{{ printf "%.1f" $value }}'
         if match.group(1) == "threshold":
             return threshold
+        if match.group(3) is not None:
+            return lookups[match.group(3)].go_template()
         return "{{ $labels." + match.group(2) + " }}"
 
     return _PLACEHOLDER.sub(sub, text)
 
 
 def _expected_text(
-    text: str, threshold: str, labels: Mapping[str, str], value: float | None
+    text: str,
+    threshold: str,
+    labels: Mapping[str, str],
+    value: float | None,
+    lookups: Mapping[str, str] | None = None,
 ) -> str:
     def sub(match: re.Match[str]) -> str:
         if match.group(1) == "value":
@@ -58,6 +92,8 @@ def _expected_text(
             return f"{value:.1f}"
         if match.group(1) == "threshold":
             return threshold
+        if match.group(3) is not None:
+            return (lookups or {})[match.group(3)]
         name = match.group(2)
         return labels.get(name, "")
 
@@ -125,6 +161,8 @@ class AlertCase:
     """Labels of the firing alert besides alertname and severity."""
     value: float | None = None
     """The signal's value then (needed when the text shows ``{value}``)."""
+    lookups: Mapping[str, str] = field(default_factory=dict)
+    """Expected text of each ``{lookup.NAME}`` (the lookup's ``missing`` text when absent)."""
     step_minutes: int = 1
     """Sample spacing and rule-evaluation interval; 60 for scenarios spanning days."""
 
@@ -155,6 +193,8 @@ class AlertRule:
     """Extra condition ANDed to every tier."""
     expected_empty: str | None = None
     """Why the signal may return no data on a healthy server (integration check), else None."""
+    lookups: Mapping[str, Lookup] = field(default_factory=dict)
+    """Series whose labels the texts show (``{lookup.NAME}``)."""
 
     @property
     def runbook_url(self) -> str:
@@ -215,8 +255,12 @@ _INSTANCE = "timescaledb"
 
 def _s(name: str, job: str, values: str, **labels: str) -> Series:
     all_labels = {"instance": _INSTANCE, "job": job, **labels}
-    rendered = ",".join(f'{k}="{v}"' for k, v in sorted(all_labels.items()))
+    rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(all_labels.items()))
     return Series(series=f"{name}{{{rendered}}}", values=values)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _pushed(name: str, push_job: str, values: str, **labels: str) -> Series:
@@ -228,6 +272,9 @@ def _pushed(name: str, push_job: str, values: str, **labels: str) -> Series:
 
 _CORE = metrics.JOB_CORE
 _HT = metrics.JOB_HYPERTABLES
+# What every job run by TimescaleDB's scheduler fails with on PostgreSQL 17.12.
+_PORTAL_ERROR = 'cannot drop portal "" while it is being set up'
+
 _COMP = metrics.JOB_COMPRESSION
 _PERF = metrics.JOB_PERFORMANCE
 _EXPORTER_JOBS_RE = "timescaledb-.*"
@@ -1044,10 +1091,19 @@ def alert_rules(settings: AlertSettings) -> tuple[AlertRule, ...]:
             summary="TimescaleDB job {labels.job_id} ({labels.proc_name}) failed {value} "
             "time(s) in a row",
             description="A background job (compression, retention, continuous-aggregate "
-            "refresh) has failed more than {threshold} time(s) in a row; "
-            "timescaledb_information.job_errors has the error.",
-            expected_empty="the Apache build's only job (job-history retention) is "
-            "license-blocked and excluded; no other job can exist without the Timescale license",
+            "refresh) has failed more than {threshold} time(s) in a row. The server's last "
+            "error: {lookup.error}",
+            expected_empty="on the Apache build the only job (job-history retention) is "
+            "license-blocked and excluded; with the Timescale license on PostgreSQL 17.12 every "
+            "scheduled job fails and this has data",
+            lookups={
+                "error": Lookup(
+                    metric="timescaledb_job_last_error_info",
+                    match=("instance", "job_id"),
+                    label="message",
+                    missing="none recorded (see timescaledb_information.job_errors)",
+                )
+            },
             cases=(
                 AlertCase(
                     title="one failure: warning",
@@ -1110,6 +1166,50 @@ def alert_rules(settings: AlertSettings) -> tuple[AlertRule, ...]:
                         "hypertable": "public.energy",
                     },
                     value=3.0,
+                ),
+                AlertCase(
+                    title="licensed server, every scheduled job failing: the server's error, "
+                    "not a license block",
+                    series=(
+                        _s(
+                            "timescaledb_job_consecutive_failures",
+                            _HT,
+                            "0x2 1x3 4x20",
+                            job_id="1002",
+                            proc_name="policy_refresh_continuous_aggregate",
+                            hypertable="ms5.machine_metrics_1m",
+                        ),
+                        _s(
+                            "timescaledb_job_license_blocked",
+                            _HT,
+                            "0x25",
+                            job_id="1002",
+                            proc_name="policy_refresh_continuous_aggregate",
+                            hypertable="ms5.machine_metrics_1m",
+                        ),
+                        _s(
+                            "timescaledb_job_last_error_info",
+                            _HT,
+                            "_x2 1x23",
+                            job_id="1002",
+                            proc_name="policy_refresh_continuous_aggregate",
+                            hypertable="ms5.machine_metrics_1m",
+                            sqlerrcode="24000",
+                            message=_PORTAL_ERROR,
+                        ),
+                        _s("timescaledb_info", _HT, "1x25", version="2.19.3", license="timescale"),
+                    ),
+                    eval_minutes=15,
+                    firing=("warning", "critical"),
+                    labels={
+                        "instance": _INSTANCE,
+                        "job": _HT,
+                        "job_id": "1002",
+                        "proc_name": "policy_refresh_continuous_aggregate",
+                        "hypertable": "ms5.machine_metrics_1m",
+                    },
+                    value=4.0,
+                    lookups={"error": _PORTAL_ERROR},
                 ),
                 AlertCase(
                     title="failing only for lack of the license: quiet",
@@ -1796,7 +1896,23 @@ def _validate(alerts: tuple[AlertRule, ...]) -> None:
             raise MonitoringError(
                 f"alert {alert.name}: needs a test case that fires and one that stays quiet"
             )
+        used = {
+            m.group(3)
+            for text in (alert.summary, alert.description)
+            for m in _PLACEHOLDER.finditer(text)
+            if m.group(3) is not None
+        }
+        if used != set(alert.lookups):
+            raise MonitoringError(
+                f"alert {alert.name}: lookups used {sorted(used)} but declared "
+                f"{sorted(alert.lookups)}"
+            )
         for case in alert.cases:
+            if set(case.lookups) - used:
+                raise MonitoringError(
+                    f"alert {alert.name}, case {case.title!r}: unknown lookups "
+                    f"{sorted(set(case.lookups) - used)}"
+                )
             if case.eval_minutes % case.step_minutes:
                 raise MonitoringError(
                     f"alert {alert.name}, case {case.title!r}: eval time is not a multiple of "
@@ -1831,8 +1947,10 @@ def rules_document(settings: AlertSettings) -> dict[str, object]:
                         "for": f"{tier.for_minutes}m",
                         "labels": {"severity": tier.severity},
                         "annotations": {
-                            "summary": _go_template(alert.summary, threshold),
-                            "description": _go_template(alert.description, threshold),
+                            "summary": _go_template(alert.summary, threshold, alert.lookups),
+                            "description": _go_template(
+                                alert.description, threshold, alert.lookups
+                            ),
                             "runbook_url": alert.runbook_url,
                         },
                     }
@@ -1867,6 +1985,10 @@ def rule_tests_document(
             if case.step_minutes != step_minutes:
                 continue
             exp_alerts: list[dict[str, object]] = []
+            looked_up = {
+                name: case.lookups.get(name, lookup.missing)
+                for name, lookup in alert.lookups.items()
+            }
             for severity in case.firing:
                 threshold = _number(alert.tier(severity).threshold)
                 exp_alerts.append(
@@ -1874,10 +1996,10 @@ def rule_tests_document(
                         "exp_labels": {**case.labels, "severity": severity},
                         "exp_annotations": {
                             "summary": _expected_text(
-                                alert.summary, threshold, case.labels, case.value
+                                alert.summary, threshold, case.labels, case.value, looked_up
                             ),
                             "description": _expected_text(
-                                alert.description, threshold, case.labels, case.value
+                                alert.description, threshold, case.labels, case.value, looked_up
                             ),
                             "runbook_url": alert.runbook_url,
                         },
