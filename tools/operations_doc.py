@@ -149,7 +149,13 @@ def _evaluate(overrides: Mapping[str, object]) -> Any:
     from harness import run_program
     from stacks import overrides_for
 
-    return run_program(STACK, overrides_for(STACK, dict(overrides)), mocks=_mocks())
+    from ms5_components.settings import SPECS
+
+    # Secret settings arrive as secrets, as `pulumi config set --secret` makes them.
+    secret = tuple(spec.qualified for spec in SPECS if spec.secret and spec.qualified in overrides)
+    return run_program(
+        STACK, overrides_for(STACK, dict(overrides)), mocks=_mocks(), secret_keys=secret
+    )
 
 
 def _container_label(name: str) -> str:
