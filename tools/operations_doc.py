@@ -147,9 +147,8 @@ def _mocks() -> Any:
 
 def _evaluate(overrides: Mapping[str, object]) -> Any:
     from harness import run_program
-    from stacks import overrides_for
-
     from ms5_components.settings import SPECS
+    from stacks import overrides_for
 
     # Secret settings arrive as secrets, as `pulumi config set --secret` makes them.
     secret = tuple(spec.qualified for spec in SPECS if spec.secret and spec.qualified in overrides)
