@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import runpy
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,15 @@ class ProgramMocks(pulumi.runtime.Mocks):
         return {}, None
 
 
+_CURRENT = threading.local()
+
+
+def current_request() -> Any:
+    """The RegisterResource request being served on this thread (its options: deleteBeforeReplace,
+    ignoreChanges, ...), for mocks that act on them; None outside a registration."""
+    return getattr(_CURRENT, "request", None)
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """A MockMonitor that keeps every request, and marks additionalSecretOutputs secret like the engine."""
 
@@ -140,7 +150,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.order: list[str] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
-        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        _CURRENT.request = request
+        try:
+            response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        finally:
+            _CURRENT.request = None
         if request.type == "pulumi:pulumi:Stack":
             return response
         urn = response.urn
@@ -246,14 +260,21 @@ def run_program(
     preview: bool = False,
     mocks: ProgramMocks | None = None,
     secret_keys: tuple[str, ...] = (),
+    project: str = "ms5",
+    stack_name: str | None = None,
 ) -> ProgramRun:
-    """Evaluate ``infra/__main__.py`` for ``stack`` under mocks and return what it registered."""
+    """Evaluate ``infra/__main__.py`` for ``stack`` under mocks and return what it registered.
+
+    ``stack_name`` runs it as another stack name with ``stack``'s config (unique Docker object
+    names for tests sharing one engine)."""
     config = stack_config(stack, overrides)
     mocks = mocks or ProgramMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_all_config(config, [k for k in config if k in secret_keys])
     pulumi_settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project="ms5", stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        mocks, project=project, stack=stack_name or stack, preview=preview, monitor=monitor
+    )
     exports: dict[str, Any] = {}
     secret_exports: set[str] = set()
 

@@ -426,6 +426,9 @@ NO_DOCKER: dict[str, StandIn] = {
 class Rehearsal:
     """``pulumi up``/``preview`` of one stack, repeated against the same state."""
 
+    mocks_class: type[RehearsalMocks] = RehearsalMocks
+    """The mocks of one run (a subclass may run more than the dynamic resources for real)."""
+
     def __init__(
         self,
         stack: str,
@@ -434,8 +437,10 @@ class Rehearsal:
         stand_ins: Mapping[str, StandIn] | None = None,
         state: RehearsalState | None = None,
         project: str = "ms5",
+        stack_name: str | None = None,
     ) -> None:
         self.stack = stack
+        self.stack_name = stack_name or stack
         self.config: dict[str, object] = dict(config or {})
         self.stand_ins = dict(NO_DOCKER if stand_ins is None else stand_ins)
         self.state = state or RehearsalState()
@@ -452,17 +457,23 @@ class Rehearsal:
     def _run(self, *, preview: bool, config: Mapping[str, object] | None) -> RehearsalRun:
         merged = {**self.config, **(config or {})}
         with provider_host(self.project) as host:
-            mocks = RehearsalMocks(
+            mocks = self.mocks_class(
                 host,
                 self.state,
                 preview=preview,
-                stack=self.stack,
+                stack=self.stack_name,
                 project=self.project,
                 stand_ins=self.stand_ins,
             )
             secret_keys = tuple(k for k in merged if k.endswith(("Password", "password")))
             program = run_program(
-                self.stack, merged, preview=preview, mocks=mocks, secret_keys=secret_keys
+                self.stack,
+                merged,
+                preview=preview,
+                mocks=mocks,
+                secret_keys=secret_keys,
+                project=self.project,
+                stack_name=self.stack_name,
             )
             results = list(mocks.results)
             if mocks.error is not None:
