@@ -18,13 +18,15 @@ names:
 
 CLI::
 
-    python tools/ms5_dockerenv.py up        # engine + images; prints export DOCKER_HOST=...
+    python tools/ms5_dockerenv.py up        # engine + images, kept running; prints DOCKER_HOST
+    python tools/ms5_dockerenv.py prepare   # the same, stopped when the last test session ends
     eval "$(python tools/ms5_dockerenv.py env)"
     python tools/ms5_dockerenv.py status
     python tools/ms5_dockerenv.py stop [--force]
 
-Test sessions call :func:`ensure` and hold a :func:`lease` while they use the engine; the last
-lease released stops a daemon this module started, so ``./ms5 test`` leaves nothing running.
+Test sessions hold a :func:`lease` while they use the engine; the last lease released stops the
+daemon unless a developer pinned it with ``up``, so ``./ms5 test`` (which runs ``prepare``) leaves
+nothing running.
 
 Environment variables: ``MS5_DOCKERENV_DIR`` (cache: data root, logs; default
 ``/var/cache/ms5-dockerenv``), ``MS5_DOCKERENV_RUN`` (socket, pidfile, exec root, state; default
@@ -474,13 +476,22 @@ def _live_leases() -> list[Path]:
     return live
 
 
-def stop_daemon(log: Logger = _log, *, force: bool = False) -> bool:
-    """Stop the shared daemon; refuses (returns False) while a live lease holds it."""
+def _pin_path() -> Path:
+    return run_dir() / "pinned"
+
+
+def stop_daemon(log: Logger = _log, *, force: bool = False, unpin: bool = True) -> bool:
+    """Stop the shared daemon; refuses (returns False) while a live lease holds it, and (when
+    called for a released lease, ``unpin=False``) while someone pinned it with ``up``."""
     with ms5_testenv._flock(_lock_path(), log=log, what="another start/stop of the Docker engine"):
         leases = _live_leases()
         if leases and not force:
             log(f"engine in use by {len(leases)} test session(s); not stopping")
             return False
+        if _pin_path().exists():
+            if not unpin:
+                return False
+            _pin_path().unlink()
         state = _read_state()
         if not state or not state.get("pid"):
             log("no engine started by ms5-dockerenv")
@@ -509,7 +520,7 @@ def lease(log: Logger = _log, *, stop_when_unused: bool = True) -> Iterator[Engi
     finally:
         path.unlink(missing_ok=True)
         if stop_when_unused:
-            stop_daemon(log)
+            stop_daemon(log, unpin=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -939,9 +950,13 @@ def ensure(log: Logger = _log) -> tuple[Engine, dict[str, str]]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _cmd_up(_args: argparse.Namespace) -> int:
+def _cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     engine = start_daemon()
+    if args.command == "up":
+        # Kept running for the developer's shell until `stop` (test sessions' leases do not stop a
+        # pinned engine); `prepare` (what ./ms5 test runs) leaves it to the last lease.
+        _pin_path().touch()
     t_engine = time.monotonic() - started
     ids = build_images(engine)
     total = time.monotonic() - started
@@ -981,7 +996,10 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ms5_dockerenv.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start (or reuse) the engine and build (or reuse) the images")
+    sub.add_parser(
+        "up", help="start (or reuse) the engine, build (or reuse) the images; keep it running"
+    )
+    sub.add_parser("prepare", help="like up, but the engine stops when the last test session ends")
     sub.add_parser("env", help="print the export line of DOCKER_HOST")
     sub.add_parser("status", help="engine, leases and images")
     stop = sub.add_parser("stop", help="stop the engine (unless a test session holds it)")
@@ -989,6 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "up": _cmd_up,
+        "prepare": _cmd_up,
         "env": _cmd_env,
         "status": _cmd_status,
         "stop": _cmd_stop,

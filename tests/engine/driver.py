@@ -208,7 +208,7 @@ def create_body(inputs: Mapping[str, Any]) -> dict[str, Any]:
     for port in inputs.get("ports") or []:
         key = f"{int(port['internal'])}/{port.get('protocol', 'tcp')}"
         exposed[key] = {}
-        binding = {"HostIp": port.get("ip", "0.0.0.0")}  # noqa: S104 (the provider's default)
+        binding = {"HostIp": port.get("ip", "0.0.0.0")}
         if port.get("external") is not None:
             binding["HostPort"] = str(int(port["external"]))
         bindings.setdefault(key, []).append(binding)
@@ -328,9 +328,8 @@ def container_state(inspect: Mapping[str, Any], inputs: Mapping[str, Any]) -> di
     out["readOnly"] = bool(host.get("ReadonlyRootfs"))
     if host.get("CapAdd") or host.get("CapDrop"):
         out["capabilities"] = {"adds": host.get("CapAdd"), "drops": host.get("CapDrop")}
-    if state.get("Running") or inputs.get("mustRun", True):
-        if inputs.get("ports"):
-            out["ports"] = _flatten_ports((inspect.get("NetworkSettings") or {}).get("Ports") or {})
+    if (state.get("Running") or inputs.get("mustRun", True)) and inputs.get("ports"):
+        out["ports"] = _flatten_ports((inspect.get("NetworkSettings") or {}).get("Ports") or {})
     mib = 1024 * 1024
     out["memory"] = int(host.get("Memory") or 0) // mib
     swap = int(host.get("MemorySwap") or 0)
@@ -380,10 +379,7 @@ def _flatten_ports(ports: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _with_defaults(key: str, value: Any) -> Any:
     """An input as the provider's schema sees it (defaults filled in)."""
     if key == "ports":
-        return [
-            {"protocol": "tcp", "ip": "0.0.0.0", **p}  # noqa: S104 (the provider's default)
-            for p in value or []
-        ]
+        return [{"protocol": "tcp", "ip": "0.0.0.0", **p} for p in value or []]
     if key == "healthcheck" and value is not None:
         return {
             "interval": "0s",
@@ -457,13 +453,10 @@ class EngineDriver:
         found = self.api.image(name)
         if found is None:
             try:
-                self.api.request(
-                    "POST", "/images/create", query={"fromImage": name}, timeout=120
-                )
+                self.api.request("POST", "/images/create", query={"fromImage": name}, timeout=120)
             except ms5_dockerenv.DockerEnvError as exc:
                 raise EngineError(
-                    f"Unable to read Docker image into resource: unable to pull image {name}: "
-                    f"{exc}"
+                    f"Unable to read Docker image into resource: unable to pull image {name}: {exc}"
                 ) from None
             found = self.api.image(name)
             if found is None:
