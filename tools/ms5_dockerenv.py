@@ -69,6 +69,7 @@ __all__ = [
     "DockerApiError",
     "DockerEnvError",
     "Engine",
+    "build_derived",
     "build_images",
     "docker_host",
     "ensure",
@@ -937,6 +938,33 @@ def build_images(engine: Engine, log: Logger = _log) -> dict[str, str]:
                 raise DockerEnvError(f"ms5-dockerenv: image {name} missing after the build")
             ids[name] = str(found["Id"])
         return ids
+
+
+def build_derived(
+    engine: Engine,
+    name: str,
+    *,
+    base: str,
+    dockerfile: str,
+    files: Mapping[str, tuple[str, int]],
+    log: Logger = _log,
+) -> str:
+    """Build (or reuse) an image ``FROM`` a stand-in (a test variant); returns its id."""
+    api = engine.api()
+    spec = ImageSpec(
+        name=name, official=f"test variant of {base}", dockerfile=dockerfile, files=files
+    )
+    base_image = api.image(base)
+    if base_image is None:
+        raise DockerEnvError(f"ms5-dockerenv: base image {base} is missing (run build_images)")
+    key = spec.key(str(base_image["Id"]))
+    found = api.image(name)
+    if found is None or (found.get("Config") or {}).get("Labels", {}).get(KEY_LABEL) != key:
+        _build(api, spec, base=base, key=key, busybox=_busybox(log), log=log)
+        found = api.image(name)
+    if found is None:
+        raise DockerEnvError(f"ms5-dockerenv: image {name} missing after the build")
+    return str(found["Id"])
 
 
 def ensure(log: Logger = _log) -> tuple[Engine, dict[str, str]]:
