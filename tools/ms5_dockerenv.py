@@ -30,7 +30,7 @@ nothing running.
 
 Environment variables: ``MS5_DOCKERENV_DIR`` (cache: data root, logs; default
 ``/var/cache/ms5-dockerenv``), ``MS5_DOCKERENV_RUN`` (socket, pidfile, exec root, state; default
-``/run/ms5-dockerenv``).
+``/run/ms5-dockerenv``), ``MS5_DOCKERENV_NET`` (the engine's 10.N.0.0/16, default 213).
 """
 
 from __future__ import annotations
@@ -89,8 +89,10 @@ STAND_IN_LABEL = "ms5.stand-in"
 KEY_LABEL = "ms5.stand-in.key"
 BASE_REPO = "ms5-standin/debian13-base"
 # The engine's networks: away from Docker's defaults (172.17/16, 192.168/16) and the host's own.
-BRIDGE_IP = "10.213.255.1/24"
-ADDRESS_POOL = "base=10.213.0.0/17,size=24"
+# ``MS5_DOCKERENV_NET`` (a second octet) moves them, for a second daemon beside the shared one
+# (its default bridge is then its own ``ms5-docker<octet>``, not ``docker0``).
+ENV_NET = "MS5_DOCKERENV_NET"
+DEFAULT_NET = "213"
 # busybox's wget answers the images' health checks, as in the official busybox-based images.
 BUSYBOX_PACKAGE = "busybox-static"
 
@@ -408,8 +410,7 @@ def _start_locked(log: Logger, timeout: float) -> Engine:
         "--ip6tables=false",
         "--ip-forward=false",
         "--ip-masq=false",
-        f"--bip={BRIDGE_IP}",
-        f"--default-address-pool={ADDRESS_POOL}",
+        *_network_args(log),
         "--userland-proxy=true",
         "--storage-driver=overlay2",
     ]
@@ -449,6 +450,25 @@ def _start_locked(log: Logger, timeout: float) -> Engine:
     engine = _engine_from(api, process.pid)
     log(f"engine {engine.version} (API {engine.api_version}) at {engine.docker_host}")
     return engine
+
+
+def _network_args(log: Logger) -> list[str]:
+    octet = os.environ.get(ENV_NET, DEFAULT_NET)
+    if not octet.isdigit() or not 0 < int(octet) < 256:
+        raise DockerEnvError(f"ms5-dockerenv: {ENV_NET} must be a number from 1 to 255")
+    pool = f"--default-address-pool=base=10.{octet}.0.0/17,size=24"
+    if octet == DEFAULT_NET:
+        return [f"--bip=10.{octet}.255.1/24", pool]
+    bridge = f"ms5-docker{octet}"
+    if not Path(f"/sys/class/net/{bridge}").exists():
+        log(f"creating bridge {bridge} (10.{octet}.255.1/24)")
+        for argv in (
+            ["ip", "link", "add", "name", bridge, "type", "bridge"],
+            ["ip", "addr", "add", f"10.{octet}.255.1/24", "dev", bridge],
+            ["ip", "link", "set", bridge, "up"],
+        ):
+            subprocess.run(argv, check=True, capture_output=True)
+    return [f"--bridge={bridge}", pool]
 
 
 def _terminate(pid: int, log: Logger, timeout: float = 30.0) -> None:
