@@ -194,3 +194,10 @@ class MonitoringError(Ms5Error):
 
 class RoleError(Ms5Error):
     """A database role cannot log in or its password cannot be brought in line with config."""
+
+
+class BackupError(Ms5Error):
+    """A backup, its verification, retention, a restore drill or a restore failed.
+
+    Nothing unverified is ever published; earlier backups are untouched.
+    """

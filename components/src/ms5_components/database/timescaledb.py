@@ -86,6 +86,9 @@ class TimescaleDbArgs:
     allow_non_loopback_bind: bool = False
     """ms5:allowNonLoopbackBind: the container carries the opt-in label for its published port
     (a change replaces the container, as a bind address change does)."""
+    container_depends_on: tuple[pulumi.Resource, ...] = ()
+    """Resources that must run before the container is created or replaced (the pre-change
+    backup)."""
 
 
 class TimescaleDb(pulumi.ComponentResource):
@@ -253,6 +256,7 @@ class TimescaleDb(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
+                depends_on=list(args.container_depends_on),
                 # Never two servers on one data directory.
                 delete_before_replace=True,
                 # The password file is read once, at first initialisation; later password changes
