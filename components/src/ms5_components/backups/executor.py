@@ -26,6 +26,12 @@ from ms5_components.errors import BackupError
 
 
 class Executor(Protocol):
+    def command(
+        self, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """The full command line and process environment that run ``argv`` next to the server."""
+        ...
+
     def run(
         self, argv: Sequence[str], *, env: Mapping[str, str], timeout: float
     ) -> subprocess.CompletedProcess[str]:
@@ -75,14 +81,19 @@ class DockerExecutor:
             )
         return exe
 
-    def run(
-        self, argv: Sequence[str], *, env: Mapping[str, str], timeout: float
-    ) -> subprocess.CompletedProcess[str]:
+    def command(
+        self, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
         names: list[str] = []
         for key in sorted(env):
             names += ["-e", key]  # the value comes from the CLI's environment, not argv
         full = [self._docker(), "exec", "-u", self.user, *names, self.container, *argv]
-        process_env = {**os.environ, **env, "DOCKER_HOST": self.docker_host}
+        return full, {**os.environ, **env, "DOCKER_HOST": self.docker_host}
+
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        full, process_env = self.command(argv, env)
         return _run(full, process_env, timeout, f"container {self.container}")
 
     def server_exists(self) -> bool:
@@ -112,9 +123,9 @@ class ChrootExecutor:
     user: str = "postgres"
     path: str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-    def run(
-        self, argv: Sequence[str], *, env: Mapping[str, str], timeout: float
-    ) -> subprocess.CompletedProcess[str]:
+    def command(
+        self, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
         chroot = shutil.which("chroot") or "/usr/sbin/chroot"
         full = [
             chroot,
@@ -126,7 +137,12 @@ class ChrootExecutor:
             "--",
             *argv,
         ]
-        process_env = {"PATH": self.path, "LANG": "C.UTF-8", "HOME": "/", "TZ": "UTC", **env}
+        return full, {"PATH": self.path, "LANG": "C.UTF-8", "HOME": "/", "TZ": "UTC", **env}
+
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        full, process_env = self.command(argv, env)
         return _run(full, process_env, timeout, f"root {self.root}")
 
     def server_exists(self) -> bool:

@@ -85,8 +85,9 @@ BEGIN
     license := current_setting('timescaledb.license', true);
   END IF;
   IF to_regclass('ms5_meta.schema_history') IS NOT NULL THEN
-    EXECUTE $q$SELECT max(version) FROM ms5_meta.schema_history
-               WHERE outcome IN ('applied', 'applied_with_warnings')$q$ INTO schema_version;
+    EXECUTE $q$SELECT version FROM ms5_meta.schema_history
+               WHERE outcome IN ('applied', 'applied_with_warnings')
+               ORDER BY string_to_array(version, '.')::int[] DESC LIMIT 1$q$ INTO schema_version;
   END IF;
   PERFORM set_config('{METADATA_GUC}', jsonb_build_object(
     'chunk_counts', chunk_counts,

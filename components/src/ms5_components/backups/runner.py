@@ -77,14 +77,12 @@ def scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-def run_script(
+def script_env(
     target: Target,
-    command: str,
-    *args: str,
     settings: BackupSettings | None = None,
     extra_env: Mapping[str, str] | None = None,
-) -> ScriptResult:
-    """Run one script command; its ``MS5-RESULT`` line is parsed into ``data``."""
+) -> dict[str, str]:
+    """The script's environment for ``target`` (the password included, as PGPASSWORD)."""
     s = settings or BackupSettings()
     env = {
         "MS5_BACKUP_DIR": target.backup_dir,
@@ -100,9 +98,25 @@ def run_script(
         env["MS5_PG_BINDIR"] = target.pg_bindir
     if target.password:
         env["PGPASSWORD"] = target.password
+    return env
+
+
+def script_argv(command: str, *args: str) -> list[str]:
+    return ["sh", "-c", render_script(), "ms5-backup", command, *args]
+
+
+def run_script(
+    target: Target,
+    command: str,
+    *args: str,
+    settings: BackupSettings | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> ScriptResult:
+    """Run one script command; its ``MS5-RESULT`` line is parsed into ``data``."""
+    s = settings or BackupSettings()
     done = target.executor.run(
-        ["sh", "-c", render_script(), "ms5-backup", command, *args],
-        env=env,
+        script_argv(command, *args),
+        env=script_env(target, s, extra_env),
         timeout=float(s.timeout_seconds),
     )
     stdout = scrub(done.stdout, target.password)

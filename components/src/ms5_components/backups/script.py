@@ -144,8 +144,12 @@ sweep() {
   swept=''
   for t in "$dir"/"$TMP""$db"-*; do
     [ -e "$t" ] || continue
-    rm -rf "$t" && swept="$swept${swept:+,}\"${t##*/}\""
-    log "swept the leftover ${t##*/} of an interrupted backup"
+    if rm -rf "$t"; then
+      swept="$swept${swept:+,}\"${t##*/}\""
+      log "swept the leftover ${t##*/} of an interrupted backup"
+    else
+      log "cannot remove the leftover $t: remove it by hand"
+    fi
   done
 }
 
