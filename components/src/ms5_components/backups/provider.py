@@ -149,15 +149,17 @@ def _check_common(news: Mapping[str, Any], failures: list[CheckFailure]) -> None
             )
 
 
-def _push(url: str, job: str, database: str, samples: Mapping[str, float]) -> None:
+def _push(url: str, job: str, database: str, samples: Sequence[tuple[Any, float]]) -> None:
     """Replace the job's group on the Pushgateway; a failure is logged, never fatal."""
     import urllib.error
     import urllib.request
     from urllib.parse import quote
 
+    from ms5_components.backups.script import exposition
+
     if not url:
         return
-    body = "".join(f"{name} {value}\n" for name, value in sorted(samples.items()))
+    body = exposition([(metric, repr(float(value))) for metric, value in samples])
     target = (
         f"{url.rstrip('/')}/metrics/job/{quote(job, safe='')}/database/{quote(database, safe='')}"
     )
@@ -258,12 +260,12 @@ def _run_backup(
             str(props.get("pushgatewayUrl") or ""),
             metrics.PUSH_JOB_BACKUP,
             database,
-            {
-                metrics.BACKUP_LAST_SUCCESS.name: float(outcome.manifest.finished_epoch),
-                metrics.BACKUP_LAST_RUN_SUCCESS.name: 1.0,
-                metrics.BACKUP_SIZE.name: float(outcome.manifest.size_bytes),
-                metrics.BACKUP_DURATION.name: outcome.duration_seconds,
-            },
+            [
+                (metrics.BACKUP_LAST_SUCCESS, float(outcome.manifest.finished_epoch)),
+                (metrics.BACKUP_LAST_RUN_SUCCESS, 1.0),
+                (metrics.BACKUP_SIZE, float(outcome.manifest.size_bytes)),
+                (metrics.BACKUP_DURATION, outcome.duration_seconds),
+            ],
         )
         retention = runner.apply_retention(
             target,
@@ -287,7 +289,7 @@ def _run_backup(
             str(props.get("pushgatewayUrl") or ""),
             metrics.PUSH_JOB_BACKUP,
             database,
-            {metrics.BACKUP_LAST_RUN_SUCCESS.name: 0.0},
+            [(metrics.BACKUP_LAST_RUN_SUCCESS, 0.0)],
         )
     return outs
 
@@ -360,7 +362,7 @@ def _drill(props: dict[str, Any], olds: Mapping[str, Any]) -> dict[str, Any]:
             url,
             metrics.PUSH_JOB_RESTORE_DRILL,
             target.database,
-            {metrics.RESTORE_DRILL_LAST_RUN_SUCCESS.name: 0.0},
+            [(metrics.RESTORE_DRILL_LAST_RUN_SUCCESS, 0.0)],
         )
         raise BackupError(
             f"RestoreDrill {target.database}: backup {backup} restored differently from its "
@@ -377,11 +379,11 @@ def _drill(props: dict[str, Any], olds: Mapping[str, Any]) -> dict[str, Any]:
         url,
         metrics.PUSH_JOB_RESTORE_DRILL,
         target.database,
-        {
-            metrics.RESTORE_DRILL_LAST_SUCCESS.name: float(int(time.time())),
-            metrics.RESTORE_DRILL_LAST_RUN_SUCCESS.name: 1.0,
-            metrics.RESTORE_DRILL_DURATION.name: outcome.rto_seconds,
-        },
+        [
+            (metrics.RESTORE_DRILL_LAST_SUCCESS, float(int(time.time()))),
+            (metrics.RESTORE_DRILL_LAST_RUN_SUCCESS, 1.0),
+            (metrics.RESTORE_DRILL_DURATION, outcome.rto_seconds),
+        ],
     )
     return outs
 

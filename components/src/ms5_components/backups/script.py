@@ -29,6 +29,8 @@ MS5_PG_BINDIR; the connection comes from libpq's PGHOST, PGPORT, PGUSER, PGPASSW
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ms5_components.backups import manifest as m
 from ms5_components.monitoring import metrics
 
@@ -429,25 +431,25 @@ push() {
 cmd_cycle() {
   out=$( (trap cleanup EXIT; cmd_backup) ) ; rc=$?
   printf '%s\n' "$out"
-  now=$(date +%s)
   line=$(printf '%s\n' "$out" | grep '^@PREFIX@' | tail -n 1)
   if [ "$rc" -eq 0 ]; then
     size=$(printf '%s' "$line" | sed 's/.*"size_bytes":\([0-9]*\).*/\1/')
     took=$(printf '%s' "$line" | sed 's/.*"duration_seconds":\([0-9.]*\).*/\1/')
-    push '@JOB_BACKUP@' "$(printf '@M_LAST_SUCCESS@ %s\n@M_LAST_RUN@ 1\n@M_SIZE@ %s\n@M_DURATION@ %s\n' "$now" "$size" "$took")"
+    done_at=$(printf '%s' "$line" | sed 's/.*"finished_epoch":\([0-9]*\).*/\1/')
+    push '@JOB_BACKUP@' "$(printf '@PUSH_BACKUP_OK@' "$done_at" 1 "$size" "$took")"
   else
-    push '@JOB_BACKUP@' "$(printf '@M_LAST_RUN@ 0\n')"
+    push '@JOB_BACKUP@' "$(printf '@PUSH_BACKUP_FAILED@' 0)"
   fi
   (trap cleanup EXIT; cmd_prune) || log "retention failed (the backups are untouched)"
-  if [ "${MS5_DRILL:-1}" = 1 ]; then
+  if [ "$rc" -eq 0 ] && [ "${MS5_DRILL:-1}" = 1 ]; then
     out=$( (trap cleanup EXIT; cmd_drill) ) ; drc=$?
     printf '%s\n' "$out"
     line=$(printf '%s\n' "$out" | grep '^@PREFIX@' | tail -n 1)
     if [ "$drc" -eq 0 ]; then
       rto=$(printf '%s' "$line" | sed 's/.*"rto_seconds":\([0-9.]*\).*/\1/')
-      push '@JOB_DRILL@' "$(printf '@M_DRILL_SUCCESS@ %s\n@M_DRILL_RUN@ 1\n@M_DRILL_RTO@ %s\n' "$(date +%s)" "$rto")"
+      push '@JOB_DRILL@' "$(printf '@PUSH_DRILL_OK@' "$(date +%s)" 1 "$rto")"
     else
-      push '@JOB_DRILL@' "$(printf '@M_DRILL_RUN@ 0\n')"
+      push '@JOB_DRILL@' "$(printf '@PUSH_DRILL_FAILED@' 0)"
     fi
   fi
   return "$rc"
@@ -501,6 +503,24 @@ esac
 """
 
 
+def exposition(samples: Sequence[tuple[metrics.PushedMetric, str]]) -> str:
+    """Prometheus text for a push: HELP and TYPE exactly as the contract declares them (the
+    Pushgateway refuses a push whose metadata differs from what it already holds)."""
+    lines: list[str] = []
+    for metric, value in samples:
+        lines += [
+            f"# HELP {metric.name} {metric.help}",
+            f"# TYPE {metric.name} {metric.kind}",
+            f"{metric.name} {value}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _push_format(*names: metrics.PushedMetric) -> str:
+    """A printf format of the push body with one %s per metric value."""
+    return exposition([(metric, "%s") for metric in names]).replace("\n", "\\n")
+
+
 def render_script() -> str:
     """The script's text (deterministic: the same bytes for the same code)."""
     select_at = m.METADATA_SQL.rindex("SELECT current_setting(")
@@ -517,13 +537,19 @@ def render_script() -> str:
         "@COMPARE_SQL@": _COMPARE_SQL.replace("@GUC@", m.METADATA_GUC).rstrip(),
         "@JOB_BACKUP@": metrics.PUSH_JOB_BACKUP,
         "@JOB_DRILL@": metrics.PUSH_JOB_RESTORE_DRILL,
-        "@M_LAST_SUCCESS@": metrics.BACKUP_LAST_SUCCESS.name,
-        "@M_LAST_RUN@": metrics.BACKUP_LAST_RUN_SUCCESS.name,
-        "@M_SIZE@": metrics.BACKUP_SIZE.name,
-        "@M_DURATION@": metrics.BACKUP_DURATION.name,
-        "@M_DRILL_SUCCESS@": metrics.RESTORE_DRILL_LAST_SUCCESS.name,
-        "@M_DRILL_RUN@": metrics.RESTORE_DRILL_LAST_RUN_SUCCESS.name,
-        "@M_DRILL_RTO@": metrics.RESTORE_DRILL_DURATION.name,
+        "@PUSH_BACKUP_OK@": _push_format(
+            metrics.BACKUP_LAST_SUCCESS,
+            metrics.BACKUP_LAST_RUN_SUCCESS,
+            metrics.BACKUP_SIZE,
+            metrics.BACKUP_DURATION,
+        ),
+        "@PUSH_BACKUP_FAILED@": _push_format(metrics.BACKUP_LAST_RUN_SUCCESS),
+        "@PUSH_DRILL_OK@": _push_format(
+            metrics.RESTORE_DRILL_LAST_SUCCESS,
+            metrics.RESTORE_DRILL_LAST_RUN_SUCCESS,
+            metrics.RESTORE_DRILL_DURATION,
+        ),
+        "@PUSH_DRILL_FAILED@": _push_format(metrics.RESTORE_DRILL_LAST_RUN_SUCCESS),
     }
     text = _TEMPLATE
     for token, value in replacements.items():
