@@ -53,7 +53,7 @@ def _pointed_at_the_test_server(
 
 
 def _pushed(pushgateway: str) -> str:
-    with urllib.request.urlopen(f"{pushgateway}/metrics", timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(f"{pushgateway}/metrics", timeout=10) as response:
         return response.read().decode()
 
 
