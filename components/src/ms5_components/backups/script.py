@@ -18,6 +18,7 @@ on stdout, logs on stderr, and exits non-zero on failure:
                    :func:`~ms5_components.backups.plan.plan_retention`)
 ``drill [NAME]``   restore into a scratch database, compare with the manifest, record the RTO,
                    drop the scratch database (even on failure)
+``restore NAME DB``  restore into an existing empty database DB and compare with the manifest
 ``cycle``          backup, prune, drill (MS5_DRILL=1), push the results (MS5_PUSHGATEWAY_URL)
 ``loop``           ``cycle`` on the schedule MS5_SCHEDULE (``HH:MM`` daily UTC, or ``every Nm``
                    / ``every Nh``)
@@ -415,6 +416,27 @@ EOSQL
   [ "$ok" = true ] || { log "drill of $name: restored database differs from the manifest: $mismatches"; exit 1; }
 }
 
+cmd_restore() {
+  name=${1:?restore needs a backup name}; target=${2:?restore needs a target database}
+  valid_name "$name" || fail "$name is not a backup of database $db"
+  verify_dir "$dir/$name" || fail "backup $name is not restorable: $why"
+  mf="$dir/$name/$MANIFEST"
+  tsdb=$(grep -o '"timescaledb_version": *"[^"]*"' "$mf" | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/')
+  t0=$(uptime_s)
+  restore_into "$target" "$dir/$name" "$tsdb" || fail "restore of $name into $target: $why"
+  rto=$(elapsed "$t0" "$(uptime_s)")
+  mismatches=$( { printf '\\set manifest `cat %s`\n' "'$mf'"; cat <<'EOSQL'
+@METADATA_SQL_NOSELECT@
+@COMPARE_SQL@
+EOSQL
+  } | psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$target" 2>&1
+  ) || fail "restore of $name: comparing the restored database failed: $(safe "$mismatches")"
+  ok=true
+  [ "$mismatches" = "[]" ] || ok=false
+  result "{\"backup\":\"$name\",\"mismatches\":$mismatches,\"ok\":$ok,\"rto_seconds\":$rto,\"target\":\"$target\"}"
+  [ "$ok" = true ] || exit 1
+}
+
 push() {
   # push JOB BODY: replace the job's group on the Pushgateway (wget, as the image ships it).
   [ -n "${MS5_PUSHGATEWAY_URL:-}" ] || return 0
@@ -496,6 +518,7 @@ case "$command" in
   remove) cmd_remove "$@" ;;
   prune) cmd_prune ;;
   drill) cmd_drill "$@" ;;
+  restore) cmd_restore "$@" ;;
   cycle) cmd_cycle ;;
   loop) cmd_loop ;;
   *) fail "usage: ms5-backup backup|verify NAME|files NAME|list|remove NAME..|prune|drill [NAME]|cycle|loop" ;;
