@@ -99,3 +99,37 @@ def test_production_refuses_to_switch_off_the_safety_net(key):
 def test_bad_backup_settings_name_the_key(key, value):
     with pytest.raises(SettingsErrors, match=f"ms5:{key}: got"):
         load_settings({f"ms5:{key}": value}, stack="staging")
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_the_backup_service_runs_the_same_script_on_schedule(program, stack):
+    from harness import contains_secret
+    from ms5_components.backups.script import render_script
+
+    run = program(stack, {"ms5:backupSchedule": "every 6h"})
+    [service] = [
+        r
+        for r in run.by_type("docker:index/container:Container")
+        if r.name.endswith("-backup-scheduler")
+    ]
+    db = run.by_name("timescaledb-container")
+    assert service.plain("name") == f"ms5-{stack}-backup-scheduler"
+    assert service.plain("image") == db.plain("image")  # the database's own image and tools
+    assert service.plain("user") == "postgres"
+    assert service.plain("command") == ["/usr/local/bin/ms5-backup", "loop"]
+    uploads = {u["file"]: u for u in service.plain("uploads")}
+    assert uploads["/usr/local/bin/ms5-backup"]["content"] == render_script()
+    assert contains_secret(service.inputs["uploads"])
+    envs = dict(e.split("=", 1) for e in service.plain("envs"))
+    assert envs["MS5_SCHEDULE"] == "every 6h"
+    assert envs["MS5_BACKUP_DIR"] == db.plain("volumes")[1]["containerPath"]
+    assert envs["MS5_PUSHGATEWAY_URL"] == f"http://ms5-{stack}-pushgateway:9091"
+    assert not any("PASSWORD=" in e and "FILE" not in e for e in service.plain("envs"))
+    assert service.plain("volumes")[0]["volumeName"] == f"ms5-{stack}-backups"
+    assert run.depends_on(service, db)
+    assert run.depends_on(service, run.one(MIGRATIONS))
+
+
+def test_the_backup_service_can_be_turned_off(program):
+    run = program("staging", {"ms5:backupSchedulerEnabled": False})
+    assert not [r for r in run.registrations.values() if r.name.endswith("-backup-scheduler")]

@@ -12,13 +12,20 @@ import pulumi
 import pulumi_docker as docker
 
 from ms5_components.backups.provider import Backup, RestoreDrill
-from ms5_components.backups.wiring import build_backup, build_drill
+from ms5_components.backups.wiring import (
+    SchedulerInputs,
+    build_backup,
+    build_drill,
+    build_scheduler,
+    scheduler_pushgateway_url,
+)
 from ms5_components.database.timescaledb import (
     BACKUP_DIR,
     TimescaleDb,
     TimescaleDbArgs,
     host_preflight,
 )
+from ms5_components.docker_common import container_labels
 from ms5_components.lifecycle.preflight import HostPreflight
 from ms5_components.migrations.plan import load_directory
 from ms5_components.migrations.provider import (
@@ -46,6 +53,8 @@ class Stack:
     """The pre-change backup (None when ms5:backupEnabled is false)."""
     restore_drill: RestoreDrill | None = None
     """The drill of every new backup (None when backups are off)."""
+    backup_scheduler: docker.Container | None = None
+    """The backup service container (None when ms5:backupSchedulerEnabled is false)."""
     monitoring: Monitoring | None = None
     """Exporter, Prometheus (+ Pushgateway) and Grafana; None when monitoringEnabled is false."""
     outputs: dict[str, pulumi.Input[object]] = field(default_factory=dict)
@@ -149,8 +158,24 @@ def build_stack(settings: Settings) -> Stack:
     # container change) and compares it with its manifest.
     if backup is not None:
         stack.restore_drill = build_drill(
-            settings, backup=backup, backup_dir=BACKUP_DIR, after=[database.container]
+            settings, backup=backup, backup_dir=BACKUP_DIR, after=[database.healthy]
         )
+        if settings.backups.scheduler_enabled:
+            stack.backup_scheduler = build_scheduler(
+                settings,
+                SchedulerInputs(
+                    image_id=database.image_id,
+                    network_name=database.network_name,
+                    backup_volume_name=database.backup_volume_name,
+                    password=database.password,
+                    backup_dir=BACKUP_DIR,
+                    pushgateway_url=scheduler_pushgateway_url(settings),
+                    labels=container_labels(labels, "backup-scheduler"),
+                    after=[database.healthy, migrations],
+                ),
+                on_docker,
+            )
+            stack.outputs["backupScheduler"] = stack.backup_scheduler.name
         stack.outputs.update(
             {
                 "lastBackup": backup.lastBackup,

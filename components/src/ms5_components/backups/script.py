@@ -25,7 +25,8 @@ on stdout, logs on stderr, and exits non-zero on failure:
 
 Environment: MS5_BACKUP_DIR, MS5_DATABASE (required); MS5_JOBS, MS5_COMPRESSION, MS5_LABEL,
 MS5_REASON, MS5_LOCK_WAIT_SECONDS, MS5_LOCK_STALE_SECONDS, MS5_KEEP_COUNT, MS5_MAX_AGE_DAYS,
-MS5_PG_BINDIR; the connection comes from libpq's PGHOST, PGPORT, PGUSER, PGPASSWORD/PGPASSFILE.
+MS5_PG_BINDIR, MS5_PASSWORD_FILE, MS5_SCHEDULE, MS5_DRILL, MS5_PUSHGATEWAY_URL; the connection
+comes from libpq's PGHOST, PGPORT, PGUSER, PGPASSWORD/PGPASSFILE.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ compression=${MS5_COMPRESSION:-gzip:6}
 lock_wait=${MS5_LOCK_WAIT_SECONDS:-60}
 lock_stale=${MS5_LOCK_STALE_SECONDS:-21600}
 if [ -n "${MS5_PG_BINDIR:-}" ]; then PATH="$MS5_PG_BINDIR:$PATH"; export PATH; fi
+if [ -n "${MS5_PASSWORD_FILE:-}" ]; then
+  # Read once into this process's environment (libpq ignores a world-readable pgpass file).
+  PGPASSWORD=$(cat "$MS5_PASSWORD_FILE") || { echo "ms5-backup: cannot read $MS5_PASSWORD_FILE" >&2; exit 1; }
+  export PGPASSWORD
+fi
 tmp=''
 scratch=''
 psql_pid=''

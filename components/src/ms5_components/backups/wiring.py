@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_docker as docker
 
 from ms5_components.backups.provider import Backup, BackupArgs, RestoreDrill, RestoreDrillArgs
 from ms5_components.migrations.plan import Migration
@@ -49,10 +50,11 @@ def pushgateway_url(settings: Settings) -> str:
     return f"http://{reachable_host(settings.bind_address)}:{settings.raw.get('pushgatewayPort')}"
 
 
-@dataclass(frozen=True, kw_only=True)
-class BackupParts:
-    backup: Backup
-    drill: RestoreDrill | None
+def scheduler_pushgateway_url(settings: Settings) -> str:
+    """The Pushgateway as the backup service reaches it: by name on the stack network."""
+    if not settings.raw.get("monitoringEnabled", True):
+        return ""
+    return f"http://{settings.prefix()}-pushgateway:9091"
 
 
 def build_backup(settings: Settings, *, migrations: Sequence[Migration], backup_dir: str) -> Backup:
@@ -114,4 +116,102 @@ def build_drill(
             pushgateway_url=pushgateway_url(settings),
         ),
         opts=pulumi.ResourceOptions(depends_on=list(after)),
+    )
+
+
+SCRIPT_PATH = "/usr/local/bin/ms5-backup"
+"""Where the backup script is uploaded in the scheduler container."""
+PASSWORD_PATH = "/run/secrets/ms5-backup-password"  # noqa: S105 - a path
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerInputs:
+    """What the backup service needs from the rest of the stack."""
+
+    image_id: pulumi.Input[str]
+    network_name: pulumi.Input[str]
+    backup_volume_name: pulumi.Input[str]
+    password: pulumi.Input[str]
+    backup_dir: str
+    pushgateway_url: str
+    """On the stack network ("" without monitoring)."""
+    labels: Sequence[docker.ContainerLabelArgs]
+    after: Sequence[pulumi.Resource]
+
+
+def build_scheduler(
+    settings: Settings, inputs: SchedulerInputs, opts: pulumi.ResourceOptions
+) -> docker.Container:
+    """The backup service: a container of the database's image that runs the backup script on
+    ``ms5:backupSchedule`` (backup, verify, retention, drill, push to the Pushgateway), so the
+    database is backed up without anybody deploying."""
+    from ms5_components.backups.script import render_script
+    from ms5_components.docker_common import DAEMON_MERGED
+
+    cfg = settings.backups
+    name = f"{settings.prefix()}-backup-scheduler"
+    envs = {
+        "MS5_BACKUP_DIR": inputs.backup_dir,
+        "MS5_DATABASE": settings.database.name,
+        "MS5_JOBS": str(cfg.jobs),
+        "MS5_COMPRESSION": cfg.compression,
+        "MS5_KEEP_COUNT": str(cfg.keep_count),
+        "MS5_MAX_AGE_DAYS": str(cfg.max_age_days),
+        "MS5_SCHEDULE": cfg.schedule,
+        "MS5_DRILL": "1" if cfg.drill_after_backup else "0",
+        "MS5_LOCK_WAIT_SECONDS": str(cfg.lock_wait_seconds),
+        "MS5_LOCK_STALE_SECONDS": str(cfg.timeout_seconds),
+        "MS5_PUSHGATEWAY_URL": inputs.pushgateway_url,
+        "MS5_PASSWORD_FILE": PASSWORD_PATH,
+        "MS5_REASON": "scheduled",
+        "PGHOST": "timescaledb",
+        "PGPORT": "5432",
+        "PGUSER": settings.database.superuser,
+    }
+    return docker.Container(
+        "backups-backup-scheduler",
+        docker.ContainerArgs(
+            name=name,
+            hostname=name,
+            image=inputs.image_id,
+            user="postgres",
+            entrypoints=["/bin/sh"],
+            command=[SCRIPT_PATH, "loop"],
+            envs=[f"{k}={v}" for k, v in sorted(envs.items())],
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=SCRIPT_PATH, content=render_script(), permissions="0555"
+                ),
+                docker.ContainerUploadArgs(
+                    file=PASSWORD_PATH,
+                    content=pulumi.Output.secret(inputs.password),
+                    permissions="0444",
+                ),
+            ],
+            volumes=[
+                docker.ContainerVolumeArgs(
+                    volume_name=inputs.backup_volume_name, container_path=inputs.backup_dir
+                )
+            ],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=inputs.network_name)],
+            memory=256,
+            memory_swap=256,
+            # The read-back form of the provider (a "1" would differ from state on every `up`).
+            cpus="1.0",
+            security_opts=["no-new-privileges:true"],
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            restart="unless-stopped",
+            log_driver="json-file",
+            log_opts={"max-size": settings.database.log_max_size, "max-file": "3"},
+            labels=list(inputs.labels),
+        ),
+        opts=pulumi.ResourceOptions.merge(
+            opts,
+            pulumi.ResourceOptions(
+                depends_on=list(inputs.after),
+                delete_before_replace=True,
+                ignore_changes=list(DAEMON_MERGED),
+                additional_secret_outputs=["uploads"],
+            ),
+        ),
     )

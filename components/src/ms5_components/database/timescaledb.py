@@ -112,6 +112,10 @@ class TimescaleDb(pulumi.ComponentResource):
     """Superuser DSN from the Pulumi host (secret)."""
     image_digest: pulumi.Output[str]
     """Repository digest of the image the container runs."""
+    image_id: pulumi.Output[str]
+    """Local id of the image the container runs (for other containers of the same image)."""
+    backup_volume_name: pulumi.Output[str]
+    """Name of the backup volume (mounted at BACKUP_DIR)."""
     server_settings: dict[str, str]
     """The server settings passed on the command line (plain data, known at preview)."""
     container: docker.Container
@@ -308,6 +312,8 @@ class TimescaleDb(pulumi.ComponentResource):
             )
         )
         self.image_digest = image.repo_digest
+        self.image_id = image.image_id
+        self.backup_volume_name = backup_volume.name
         self.register_outputs(
             {
                 "network_name": self.network_name,
