@@ -75,6 +75,7 @@ fi
 tmp=''
 scratch=''
 psql_pid=''
+paused=''
 have_lock=''
 why=''
 
@@ -389,11 +390,24 @@ restore_into() {
     return 1
   fi
   rm -f "$list.all" "$list.err" $lists
+  paused=''
   if [ -n "$version" ]; then
+    # Hold the restored database's background jobs until it is compared with the manifest (a
+    # policy could compress or drop chunks in between); resume_jobs lets them run again.
+    paused=$(psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$target" -c "WITH p AS (UPDATE _timescaledb_config.bgw_job SET scheduled = false WHERE scheduled RETURNING id) SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM p" </dev/null 2>"$list.err") \
+      || { why="cannot hold the background jobs in $target: $(tail -n 2 "$list.err")"; rm -f "$list.err"; return 1; }
+    rm -f "$list.err"
     psql -X -q -v ON_ERROR_STOP=1 -d "$target" -c "SELECT timescaledb_post_restore()" </dev/null >/dev/null \
       || { why="timescaledb_post_restore() failed in $target"; return 1; }
   fi
   return 0
+}
+
+resume_jobs() {
+  [ -n "$paused" ] || return 0
+  case "$paused" in *[!0-9,]*) log "unexpected job ids $paused"; return 1 ;; esac
+  psql -X -q -v ON_ERROR_STOP=1 -d "$1" -c "UPDATE _timescaledb_config.bgw_job SET scheduled = true WHERE id IN ($paused)" </dev/null >/dev/null \
+    || log "could not resume the background jobs $paused in $1: run SELECT alter_job(id, scheduled => true) for them"
 }
 
 cmd_drill() {
@@ -437,6 +451,7 @@ cmd_restore() {
 EOSQL
   } | psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$target" 2>&1
   ) || fail "restore of $name: comparing the restored database failed: $(safe "$mismatches")"
+  resume_jobs "$target"
   ok=true
   [ "$mismatches" = "[]" ] || ok=false
   result "{\"backup\":\"$name\",\"mismatches\":$mismatches,\"ok\":$ok,\"rto_seconds\":$rto,\"target\":\"$target\"}"
