@@ -164,13 +164,21 @@ sweep() {
 }
 
 list_files() {
+  # One sha256sum and one wc for all files (a process per file costs more than the hashing).
   ( cd "$1" || exit 1
-    find "$DUMP" -type f | LC_ALL=C sort | while IFS= read -r f; do
-      case "$f" in *[!A-Za-z0-9_./-]*) printf 'bad-name 0 %s\n' "$f"; continue ;; esac
-      s=$(sha256sum < "$f" | cut -c1-64) || exit 1
-      n=$(wc -c < "$f" | tr -d ' ') || exit 1
-      printf '%s %s %s\n' "$s" "$n" "$f"
-    done )
+    names=$(find "$DUMP" -type f | LC_ALL=C sort)
+    [ -n "$names" ] || exit 0
+    if printf '%s\n' "$names" | grep -q '[^A-Za-z0-9_./-]'; then
+      printf '%s\n' "$names" | grep '[^A-Za-z0-9_./-]' | sed 's/^/bad-name 0 /'
+      exit 0
+    fi
+    # shellcheck disable=SC2086
+    sums=$(sha256sum $names) || exit 1
+    # shellcheck disable=SC2086
+    sizes=$(wc -c $names) || exit 1
+    printf '%s\n' "$sizes" | awk -v sums="$sums" '
+      BEGIN { n = split(sums, lines, "\n"); for (i = 1; i <= n; i++) { split(lines[i], f, " "); h[f[2]] = f[1] } }
+      $2 != "total" || ($2 in h) { if ($2 in h) printf "%s %s %s\n", h[$2], $1, $2 }' | LC_ALL=C sort -k3,3 )
 }
 
 verify_dir() {
@@ -181,19 +189,18 @@ verify_dir() {
   [ ! -e "$d/$BAD" ] || { why="marked $BAD by an earlier verification"; return 1; }
   grep -q "\"format\":\"$FORMAT\"" "$mf" || { why="$MANIFEST is not in format $FORMAT"; return 1; }
   listing=$(list_files "$d") || { why="cannot read the files"; return 1; }
-  count=0
-  while read -r s n f; do
-    [ -n "${f:-}" ] || continue
-    count=$((count + 1))
-    if ! grep -F -q "\"$f\":{\"sha256\":\"$s\",\"size\":$n}" "$mf"; then
-      why="$f: sha256 or size differs from the manifest (sha256 $s, $n bytes)"
-      return 1
-    fi
-  done <<EOF
-$listing
-EOF
-  listed=$(grep -o '"sha256":' "$mf" | wc -l | tr -d ' ')
-  [ "$count" = "$listed" ] || { why="the manifest lists $listed files, $count found"; return 1; }
+  # The manifest is one line: every file's entry must appear in it verbatim, and it must list no
+  # other file.
+  why=$(printf '%s\n' "$listing" | awk -v mfile="$mf" '
+    BEGIN { getline m < mfile; total = gsub(/"sha256":/, "&", m) }
+    NF == 3 {
+      count++
+      entry = "\"" $3 "\":{\"sha256\":\"" $1 "\",\"size\":" $2 "}"
+      if ($1 == "bad-name") { print $3 ": file name not allowed in a backup"; bad = 1; exit }
+      if (index(m, entry) == 0) { print $3 ": sha256 or size differs from the manifest (sha256 " $1 ", " $2 " bytes)"; bad = 1; exit }
+    }
+    END { if (!bad && count != total) print "the manifest lists " total " files, " count " found" }')
+  [ -z "$why" ] || return 1
   if ! err=$(pg_restore --list "$d/$DUMP" 2>&1 >/dev/null); then
     why="pg_restore --list failed: $(printf '%s' "$err" | tail -n 3)"
     return 1
@@ -241,6 +248,7 @@ EOSQL
   printf "SELECT 'ready';\n\\\\o\n" >&3
   wait "$dump_pid"
   dump_rc=$?
+  t_dump=$(uptime_s)
   [ "$dump_rc" -eq 0 ] || fail "pg_dump of database $db failed (exit $dump_rc): $(tail -n 5 "$work/dump.err")"
   until [ -s "$work/ready" ]; do
     kill -0 "$psql_pid" 2>/dev/null || fail "reading the counts of database $db failed: $(tail -n 3 "$work/err")"
@@ -253,7 +261,9 @@ EOSQL
   metadata=$(cat "$work/metadata")
   case "$metadata" in "{"*"}") ;; *) fail "the metadata query returned no JSON" ;; esac
   rm -rf "$work"
+  t_counts=$(uptime_s)
   listing=$(list_files "$tmp") || fail "cannot checksum the dump in $tmp"
+  t_sums=$(uptime_s)
   files_json=$(printf '%s\n' "$listing" | awk 'BEGIN { ORS = ""; first = 1 }
     NF == 3 { if (!first) print ","; first = 0; printf "\"%s\":{\"sha256\":\"%s\",\"size\":%s}", $3, $1, $2 }')
   version=$(clean_text "$(pg_dump --version)")
@@ -264,13 +274,15 @@ EOSQL
     "$(clean_text "$compression")" "$jobs" "$version" "$reason" "$started_at" "$started_epoch" \
     > "$tmp/$MANIFEST" || fail "cannot write $tmp/$MANIFEST (disk full?)"
   sync
+  t_written=$(uptime_s)
   verify_dir "$tmp" || fail "backup $name failed verification before publishing: $why"
+  t_verified=$(uptime_s)
   mv "$tmp" "$dir/$name" || fail "cannot publish $name"
   tmp=''
   sync
   size=$(printf '%s\n' "$listing" | awk '{ s += $2 } END { printf "%d", s }')
   took=$(elapsed "$t0" "$(uptime_s)")
-  log "published $name ($size bytes in ${took}s)"
+  log "published $name ($size bytes in ${took}s: dump $(elapsed "$t0" "$t_dump")s, counts $(elapsed "$t_dump" "$t_counts")s, checksums $(elapsed "$t_counts" "$t_sums")s, manifest $(elapsed "$t_sums" "$t_written")s, verification $(elapsed "$t_written" "$t_verified")s)"
   result "{\"backup\":\"$name\",\"duration_seconds\":$took,\"finished_epoch\":$finished_epoch,\"ok\":true,\"size_bytes\":$size,\"swept\":[$swept]}"
 }
 
