@@ -132,7 +132,7 @@ def test_a_restore_that_differs_from_the_manifest_fails_the_drill_and_drops_the_
     ("override", "expected"),
     [
         ({"password": "wrong-password-000"}, "password authentication failed"),
-        ({"port": "1"}, "Connection refused"),
+        ({"port": "1"}, "does not accept connections"),
     ],
     ids=["auth", "server-down"],
 )

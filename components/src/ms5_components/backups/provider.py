@@ -250,6 +250,7 @@ def _run_backup(
             _settings(props),
             label=str(props.get("label") or ""),
             reason="; ".join(reasons),
+            verify=bool(props.get("verify", True)),
         )
         outs["lastBackup"] = outcome.name
         outs["lastBackupAt"] = outcome.manifest.finished_at

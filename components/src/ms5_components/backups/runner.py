@@ -152,10 +152,16 @@ class BackupOutcome:
 
 
 def take_backup(
-    target: Target, settings: BackupSettings, *, label: str = "", reason: str = ""
+    target: Target,
+    settings: BackupSettings,
+    *,
+    label: str = "",
+    reason: str = "",
+    verify: bool = True,
 ) -> BackupOutcome:
     """Take, verify and publish one backup; :class:`BackupError` when anything fails (then
-    nothing is published)."""
+    nothing is published). The script verifies before publishing; ``verify`` adds the Python
+    verification of the published files (a failure marks the backup unverified)."""
     result = run_script(
         target,
         "backup",
@@ -166,8 +172,9 @@ def take_backup(
         raise _error(target, "backup", result)
     name = str(result.data["backup"])
     manifest = read_manifest(target, name)
-    problems = verify_listing(target, manifest)
+    problems = verify_listing(target, manifest) if verify else []
     if problems:
+        run_script(target, "verify", name)  # marks it: never counted as verified
         raise BackupError(
             f"backup {name} of database {target.database}: published but fails the Python "
             f"verification: {'; '.join(problems[:5])}"

@@ -121,6 +121,18 @@ valid_name() {
   return 1
 }
 
+wait_ready() {
+  # A server that is still starting (a container just created or replaced) gets a bounded wait:
+  # MS5_READY_WAIT_SECONDS, by default the lock wait.
+  limit=${MS5_READY_WAIT_SECONDS:-$lock_wait}
+  waited=0
+  until state=$(pg_isready -t 5 -d postgres </dev/null 2>&1); do
+    [ "$waited" -lt "$limit" ] || fail "the server does not accept connections after ${limit}s ($state)"
+    sleep 1
+    waited=$((waited + 1))
+  done
+}
+
 lock() {
   [ -d "$dir" ] || fail "backup directory $dir does not exist (the backup volume is not mounted)"
   waited=0
@@ -211,6 +223,7 @@ verify_dir() {
 cmd_backup() {
   label=$(clean_text "${MS5_LABEL:-}")
   reason=$(clean_text "${MS5_REASON:-scheduled}")
+  wait_ready
   lock
   sweep
   name="$db-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -425,6 +438,7 @@ resume_jobs() {
 cmd_drill() {
   name=${1:-$(newest_verified)}
   [ -n "$name" ] || fail "no verified backup of database $db to drill in $dir"
+  wait_ready
   valid_name "$name" || fail "$name is not a backup of database $db"
   verify_dir "$dir/$name" || fail "backup $name is not restorable: $why"
   mf="$dir/$name/$MANIFEST"
