@@ -16,6 +16,7 @@ chunks) and a plain table, then measures side by side, alternating the runs:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -158,7 +159,7 @@ def main() -> int:
         for jobs in (1, 2, 4):
             runs = []
             for _ in range(args.repeat):
-                runs.append(timed(lambda jobs=jobs: ours(jobs))[0])
+                runs.append(timed(functools.partial(ours, jobs))[0])
                 clean()
             scaling[jobs] = statistics.median(runs)
         print("\n2. scaling with --jobs (ms5 backup, median)")
@@ -173,10 +174,10 @@ def main() -> int:
             seconds, taken = timed(lambda: ours(args.jobs))
             backup_times.append(seconds)
             verify_times.append(
-                timed(lambda name=taken.name: runner.verify_backup(target(), name))[0]
+                timed(functools.partial(runner.verify_backup, target(), taken.name))[0]
             )
             seconds, drilled = timed(
-                lambda name=taken.name: runner.restore_drill(target(), settings(args.jobs), name)
+                functools.partial(runner.restore_drill, target(), settings(args.jobs), taken.name)
             )
             drill_times.append(seconds)
             if not drilled.ok:
