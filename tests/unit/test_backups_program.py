@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ms5_components.database.timescaledb import BACKUP_DIR
 from ms5_components.errors import SettingsErrors
 from ms5_components.settings import load_settings
 
@@ -34,12 +35,13 @@ def test_backup_inputs_follow_the_contract(program, stack):
     assert backup.plain("keepCount") == 7
     assert backup.plain("maxAgeDays") == 30
     assert backup.plain("mandatory") is True
-    assert backup.plain("executor") == {
-        "container": f"ms5-{stack}-timescaledb",
-        "dockerHost": "unix:///var/run/docker.sock",
-        "kind": "docker",
-    }
-    assert backup.plain("backupDir") == "/backups"
+    executor = backup.plain("executor")
+    assert executor["kind"] == "docker"
+    assert executor["container"] == f"ms5-{stack}-timescaledb"
+    # The same engine as every Docker resource (the program's resolved endpoint).
+    [docker_provider] = run.by_type("pulumi:providers:docker")
+    assert executor["dockerHost"] == docker_provider.plain("host")
+    assert backup.plain("backupDir") == BACKUP_DIR
     assert set(backup.plain("migrations")) == {
         f.name for f in __import__("pathlib").Path("migrations").glob("V*.sql")
     }

@@ -542,15 +542,22 @@ next_delay() {
 
 cmd_loop() {
   trap 'exit 0' INT TERM
-  # A first backup right away when none is newer than one period, so alerts settle.
+  state=${MS5_STATE_FILE:-/tmp/ms5-backup.state}
+  printf 'starting %s\n' "$(date +%s)" > "$state"
+  # A first backup right away when there is no verified backup yet, so alerts settle.
   newest=$(newest_verified)
-  if [ -z "$newest" ]; then (trap cleanup EXIT; cmd_cycle) || true; fi
+  if [ -z "$newest" ]; then
+    if (trap cleanup EXIT; cmd_cycle); then printf 'ok %s\n' "$(date +%s)" > "$state"
+    else printf 'failed %s\n' "$(date +%s)" > "$state"; fi
+  fi
   while :; do
     delay=$(next_delay)
     log "next backup in ${delay}s"
     sleep "$delay" &
     wait $!
-    (trap cleanup EXIT; cmd_cycle) || true
+    # The container's health check reads this: unhealthy while the last cycle failed.
+    if (trap cleanup EXIT; cmd_cycle); then printf 'ok %s\n' "$(date +%s)" > "$state"
+    else printf 'failed %s\n' "$(date +%s)" > "$state"; fi
   done
 }
 

@@ -122,6 +122,8 @@ def build_drill(
 SCRIPT_PATH = "/usr/local/bin/ms5-backup"
 """Where the backup script is uploaded in the scheduler container."""
 PASSWORD_PATH = "/run/secrets/ms5-backup-password"  # noqa: S105 - a path
+STATE_PATH = "/tmp/ms5-backup.state"  # noqa: S108 - the container's own /tmp
+"""The last cycle's outcome, read by the container's health check."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,7 +148,7 @@ def build_scheduler(
     ``ms5:backupSchedule`` (backup, verify, retention, drill, push to the Pushgateway), so the
     database is backed up without anybody deploying."""
     from ms5_components.backups.script import render_script
-    from ms5_components.docker_common import DAEMON_MERGED
+    from ms5_components.docker_common import DAEMON_MERGED, go_duration
 
     cfg = settings.backups
     name = f"{settings.prefix()}-backup-scheduler"
@@ -164,6 +166,7 @@ def build_scheduler(
         "MS5_PUSHGATEWAY_URL": inputs.pushgateway_url,
         "MS5_PASSWORD_FILE": PASSWORD_PATH,
         "MS5_REASON": "scheduled",
+        "MS5_STATE_FILE": STATE_PATH,
         "PGHOST": "timescaledb",
         "PGPORT": "5432",
         "PGUSER": settings.database.superuser,
@@ -194,6 +197,16 @@ def build_scheduler(
                 )
             ],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=inputs.network_name)],
+            # Healthy until a scheduled cycle fails (the script records each cycle's outcome).
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "/bin/sh", "-c", f"! grep -q '^failed' {STATE_PATH} 2>/dev/null"],
+                interval=go_duration(60),
+                timeout=go_duration(10),
+                retries=1,
+                start_period=go_duration(30),
+            ),
+            wait=True,
+            wait_timeout=120,
             memory=256,
             memory_swap=256,
             # The read-back form of the provider (a "1" would differ from state on every `up`).
