@@ -19,6 +19,7 @@ from typing import Any
 import ms5_dockerenv
 import pytest
 
+import ms5_testenv
 from harness import run_program, unwrap
 from ms5_components.backups import runner
 from ms5_components.backups.executor import DockerExecutor
@@ -36,9 +37,20 @@ FAST = runner.BackupSettings(jobs=2, lock_wait_seconds=10, timeout_seconds=300)
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[ms5_dockerenv.Engine]:
-    with ms5_dockerenv.lease() as running:
-        ms5_dockerenv.build_images(running)
-        yield running
+    # The stand-in images are shared by every user of the engine: always build (or reuse) them
+    # from the default test root, even when this session's servers come from another cache
+    # (e.g. the full-license root), so the tags never point at another build.
+    other_cache = os.environ.pop(ms5_testenv.ENV_CACHE, None)
+    try:
+        with ms5_dockerenv.lease() as running:
+            ms5_dockerenv.build_images(running)
+            if other_cache is not None:
+                os.environ[ms5_testenv.ENV_CACHE] = other_cache
+                other_cache = None
+            yield running
+    finally:
+        if other_cache is not None:
+            os.environ[ms5_testenv.ENV_CACHE] = other_cache
 
 
 def docker(engine: ms5_dockerenv.Engine, *args: str, check: bool = True) -> str:
