@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import ms5_dockerenv
 import pytest
 
+import ms5_dockerenv
 import ms5_testenv
 from harness import run_program, unwrap
 from ms5_components.backups import runner
