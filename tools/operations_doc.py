@@ -112,6 +112,9 @@ TRIAL_VALUES: Mapping[str, object] = {
     "grafanaAdminUser": "ms5operator",
     "grafanaAdminPassword": "operations-doc-password-0003",
     "grafanaDbPassword": "operations-doc-password-0004",
+    "backupCompression": "zstd:3",
+    "backupSchedule": "every 6h",
+    "backupLabel": "before-upgrade",
 }
 
 
