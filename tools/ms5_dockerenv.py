@@ -720,7 +720,8 @@ IMAGES: tuple[ImageSpec, ...] = (
 ENV PG_MAJOR=17 PATH=/usr/lib/postgresql/17/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PGDATA=/var/lib/postgresql/data
 COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 COPY 000_install_timescaledb.sh /docker-entrypoint-initdb.d/000_install_timescaledb.sh
-RUN set -eux; \\
+COPY busybox /bin/busybox-static
+RUN set -eux; ln -s /bin/busybox-static /usr/local/bin/wget; \\
     sample=/usr/share/postgresql/17/postgresql.conf.sample; \\
     sed -ri "s!^#?(listen_addresses)\\s*=\\s*\\S+.*!\\1 = '*'!" "$sample"; \\
     sed -ri "s!^#?(shared_preload_libraries)\\s*=\\s*'([^']*)'.*!\\1 = 'timescaledb'!" "$sample"; \\
