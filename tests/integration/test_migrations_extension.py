@@ -201,3 +201,24 @@ def test_version_tuple() -> None:
     assert version_tuple("2.19.3") == (2, 19, 3)
     assert version_tuple("2.20.0-dev") == (2, 20, 0)
     assert version_tuple(None) == ()
+
+
+def test_a_database_dropped_while_visiting_is_skipped(
+    server: ms5_testenv.PostgresServer, probe: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore drill may drop its scratch database between the listing and the visit."""
+    from ms5_components.migrations import extension
+
+    create_probe_everywhere(server, probe)
+    execute(server.dsn, "CREATE DATABASE scratch")
+    original = extension._connect
+
+    def dropping(conninfo: str, database: str | None, options: str, timeout: int) -> object:
+        if database == "scratch":
+            execute(server.dsn, "DROP DATABASE IF EXISTS scratch")
+        return original(conninfo, database, options, timeout)
+
+    monkeypatch.setattr(extension, "_connect", dropping)
+    results = upgrade_everywhere(make_conninfo(server.dsn, dbname="app"), extension=probe)
+    assert sorted(r.database for r in results) == ["app", "postgres", "template1", "without_probe"]
+    assert {r.after for r in results if r.database != "without_probe"} == {"1.1"}

@@ -70,6 +70,7 @@ def test_backup_and_drill_from_the_program_in_a_clean_host(
         checked, failures = host.check(BACKUP_URN, {}, news)
         assert failures == []
         assert checked["plannedBackup"] == ["first deploy of the Backup resource"]
+        assert checked["plannedPrune"] == []
         assert list(backup_dir.iterdir()) == []
         id_, outs = host.create(BACKUP_URN, checked)
         assert id_ == f"ms5-backup-{news['database']}"
@@ -81,11 +82,17 @@ def test_backup_and_drill_from_the_program_in_a_clean_host(
         # A deploy with nothing to change takes no backup.
         same, _ = host.check(BACKUP_URN, checked, news)
         assert same["plannedBackup"] == []
+        assert same["plannedPrune"] == []
         assert host.diff(BACKUP_URN, id_, outs, same).changes == DIFF_NONE
         # A new migration file: the preview says why, the update backs up, retention prunes.
         with_new = {**news, "migrations": {**news["migrations"], "V0099__new.sql": "f" * 64}}
         planned, _ = host.check(BACKUP_URN, same, with_new)
         assert planned["plannedBackup"] == ["migrations pending: V0099__new.sql"]
+        # The preview names what retention (keepCount 1) will prune after that backup.
+        assert planned["plannedPrune"] == [first]
+        kept, _ = host.check(BACKUP_URN, same, {**with_new, "keepCount": 2})
+        assert kept["plannedPrune"] == []
+        assert [p.name for p in backup_dir.iterdir() if not p.name.startswith(".")] == [first]
         assert host.diff(BACKUP_URN, id_, outs, planned).changes == DIFF_SOME
         outs2 = host.update(BACKUP_URN, id_, outs, planned)
         second = outs2["lastBackup"]

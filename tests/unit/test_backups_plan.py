@@ -23,6 +23,7 @@ from ms5_components.backups.plan import (
     epoch_of,
     parse_inventory,
     plan_retention,
+    planned_prune,
 )
 from ms5_components.backups.script import render_script
 
@@ -68,6 +69,26 @@ def test_unverified_backups_older_than_the_newest_verified_are_pruned() -> None:
 def test_no_limits_keep_everything() -> None:
     entries = [entry(f"db-{i}", age_days=i * 100) for i in range(4)]
     assert plan_retention(entries, keep_count=0, max_age_days=0, now=NOW).prune == ()
+
+
+def test_planned_prune_counts_the_backup_about_to_be_taken() -> None:
+    entries = [entry(f"db-{i}", age_days=i + 1) for i in range(3)]
+    # keep 2: the new backup and db-0 stay; the plan is what retention then removes.
+    assert planned_prune(entries, keep_count=2, max_age_days=0, now=NOW) == ("db-1", "db-2")
+    assert plan_retention(entries, keep_count=2, max_age_days=0, now=NOW).prune == ("db-2",)
+    # keep 1: every existing one goes, even the newest (the new backup is now the newest).
+    assert planned_prune(entries, keep_count=1, max_age_days=0, now=NOW) == ("db-0", "db-1", "db-2")
+    assert planned_prune(entries, keep_count=0, max_age_days=2, now=NOW) == ("db-2",)
+    assert planned_prune(entries, keep_count=0, max_age_days=0, now=NOW) == ()
+    assert planned_prune([], keep_count=1, max_age_days=1, now=NOW) == ()
+    # Unverified backups older than the new one go; temporary leftovers are swept, not pruned.
+    odd = [entry("db-u", "unverified", age_days=0), entry("db-t", "temporary")]
+    assert planned_prune(odd, keep_count=5, max_age_days=0, now=NOW) == ("db-u",)
+
+
+def test_planned_prune_never_names_the_upcoming_backup_even_with_a_clock_behind() -> None:
+    ahead = [entry("db-future", age_days=-1)]
+    assert planned_prune(ahead, keep_count=1, max_age_days=0, now=NOW) == ("db-future",)
 
 
 def test_stamps_and_inventory_parse() -> None:

@@ -70,6 +70,28 @@ def plan_retention(
     return RetentionPlan(keep=tuple(sorted(keep)), prune=tuple(sorted(prune)), sweep=tuple(sweep))
 
 
+def planned_prune(
+    entries: Iterable[BackupEntry], *, keep_count: int, max_age_days: int, now: int
+) -> tuple[str, ...]:
+    """What retention would prune right after the next backup is published (oldest first).
+
+    Retention runs once a new backup is published, so the plan counts that backup too: it is
+    the newest verified one (never pruned itself) and takes one of the ``keep_count`` places.
+    """
+    listed = list(entries)
+    upcoming = BackupEntry(
+        name=UPCOMING, state="verified", epoch=max([now, *(e.epoch for e in listed)])
+    )
+    plan = plan_retention(
+        [*listed, upcoming], keep_count=keep_count, max_age_days=max_age_days, now=now
+    )
+    return tuple(n for n in plan.prune if n != UPCOMING)
+
+
+UPCOMING = "~upcoming"
+"""The name :func:`planned_prune` gives the backup about to be taken (sorts after any stamp)."""
+
+
 def _order(entry: BackupEntry) -> tuple[int, str]:
     return (entry.epoch, entry.name)
 

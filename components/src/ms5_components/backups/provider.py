@@ -7,7 +7,8 @@ changed migration files, a change of the settings that replace the container (th
 included), a new ``ms5:backupLabel``. ``check`` writes the reasons into the ``plannedBackup``
 input, so ``pulumi preview --diff`` shows that a backup will be taken and why, while running
 nothing; ``diff`` never compares ``plannedBackup`` itself, so a deploy with nothing to change takes
-none. On the first deploy there is no server yet: the outputs record that. With ``mandatory``
+none. ``plannedPrune`` lists the backups that retention would prune after that backup under the
+new ``keepCount``/``maxAgeDays`` (read from the backup volume). On the first deploy there is no server yet: the outputs record that. With ``mandatory``
 (always in production) a failed backup fails the resource, so neither the container change nor
 the migrations run; otherwise the failure is recorded in the outputs and logged.
 
@@ -175,7 +176,9 @@ class BackupProvider(ResourceProvider):
     """Dynamic provider of :class:`Backup`. Holds no state; every call runs anew."""
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        """Validate; write why this deploy would back up into ``plannedBackup`` (no I/O)."""
+        """Validate; write why this deploy would back up into ``plannedBackup`` (no I/O) and,
+        when it would, what retention would then prune into ``plannedPrune`` (a read-only
+        listing of the backup volume)."""
         from ms5_components.backups.plan import backup_reasons
 
         failures: list[CheckFailure] = []
@@ -191,6 +194,7 @@ class BackupProvider(ResourceProvider):
             old = _plain(olds) if olds else {}
             planned = backup_reasons(old, checked)
             checked["plannedBackup"] = planned if _changes(old, checked) or not old else []
+        checked["plannedPrune"] = [] if failures else _planned_prune(olds, checked)
         return CheckResult(checked, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -215,6 +219,45 @@ class BackupProvider(ResourceProvider):
         """Deletes nothing: the backups stay on the (protected) backup volume."""
 
 
+def _planned_prune(olds: Mapping[str, Any], checked: Mapping[str, Any]) -> list[str]:
+    """The backups the run would prune after its planned backup, under the new ``keepCount`` and
+    ``maxAgeDays`` (empty when it plans none: retention only follows a published backup).
+
+    The inventory is read from the backup volume (the script's read-only ``list``), as the run's
+    retention will read it, so backups the backup service took since the last deploy count too.
+    No server (first deploy, or the container is down) or a failed listing: empty, with a warning.
+    """
+    import time
+
+    from ms5_components.backups import runner
+    from ms5_components.backups.plan import planned_prune
+    from ms5_components.errors import BackupError
+
+    if not olds or not checked.get("plannedBackup"):
+        return []
+    keys = ("executor", "backupDir", "database", "connection", "keepCount", "maxAgeDays")
+    if any(_is_unknown(checked.get(k)) for k in keys):
+        return []
+    target = _target(checked)
+    try:
+        if not target.executor.server_exists():
+            return []
+        entries = runner.list_backups(target)
+    except BackupError as exc:
+        pulumi.log.warn(
+            f"Backup {target.database}: cannot list the backups to plan retention: {exc}"
+        )
+        return []
+    return list(
+        planned_prune(
+            entries,
+            keep_count=int(checked.get("keepCount") or 0),
+            max_age_days=int(checked.get("maxAgeDays") or 0),
+            now=int(time.time()),
+        )
+    )
+
+
 def _changes(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
     return any(_is_unknown(news.get(k)) or olds.get(k) != news.get(k) for k in BACKUP_DIFF_KEYS)
 
@@ -230,6 +273,7 @@ def _run_backup(
 
     outs = {k: v for k, v in props.items() if k != "password"}
     outs["plannedBackup"] = []
+    outs["plannedPrune"] = []
     # Carried over from the last run unless this one changes them.
     for key in ("lastBackup", "lastBackupAt", "lastSummary"):
         outs[key] = olds.get(key, "" if key != "lastSummary" else {})
@@ -466,6 +510,7 @@ class Backup(pulumi.dynamic.Resource, module="ms5", name="Backup"):
             "providerVersion": PROVIDER_VERSION,
             "password": pulumi.Output.secret(args.password if args.password is not None else ""),
             "plannedBackup": None,
+            "plannedPrune": None,
             "lastBackup": None,
             "lastBackupAt": None,
             "lastResult": None,

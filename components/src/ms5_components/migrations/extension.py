@@ -125,6 +125,14 @@ def _connect(
         ) from None
 
 
+def _exists(conninfo: str, database: str, options: str, connect_timeout: int) -> bool:
+    with _connect(conninfo, None, options, connect_timeout) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (database,)
+        ).fetchone()
+    return row is not None
+
+
 def upgrade_everywhere(
     conninfo: str,
     *,
@@ -156,7 +164,15 @@ def upgrade_everywhere(
         ]
     results: list[DatabaseUpgrade] = []
     for name in names:
-        with _connect(conninfo, name, options, connect_timeout) as conn:
+        try:
+            conn = _connect(conninfo, name, options, connect_timeout)
+        except MigrationConnectError:
+            # A database dropped since the listing (a restore drill's scratch database) has
+            # nothing to upgrade; any other connection failure stops the deploy.
+            if not _exists(conninfo, name, options, connect_timeout):
+                continue
+            raise
+        with conn:
             state = read_state(conn, extension)
         if not state.installed_version:
             results.append(DatabaseUpgrade(database=name, before=None, after=None))
