@@ -2,7 +2,10 @@
 
 One stack for the module (bringing it up takes a while); the tests run in file order: the
 bring-up checks, then the no-op `pulumi up`, the crash, the replacement, and last the Prometheus
-checks (which wait for the slowest scrape interval, so they come after the rest).
+checks (which wait for the slowest scrape interval, so they come after the rest), then the
+backups: a deploy with a new migration backs up and drills before the migration runs, the backup
+service (on a short schedule from the start) backs up on its own and pushes, and the backup and
+drill alerts are quiet.
 Grafana's container is not created: no Grafana image exists on this machine (see the driver).
 """
 
@@ -10,21 +13,26 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from migration_files import add_migration
 
 import ms5_dockerenv
 from driver import CONTAINER, EngineRehearsal, container_diff, engine_config
 from ms5_components.migrations import repository_migrations_dir
 from ms5_components.migrations.plan import load_directory
-from rehearsal import MIGRATION_SET, RehearsalRun
+from ms5_components.monitoring import metrics
+from rehearsal import BACKUP, MIGRATION_SET, RESTORE_DRILL, RehearsalRun
 
 pytestmark = pytest.mark.engine
 
@@ -53,6 +61,8 @@ class Staging:
     first: RehearsalRun
     api: ms5_dockerenv.DockerApi
     prefix: str
+    engine: ms5_dockerenv.Engine
+    migrations: Path
 
     @property
     def exports(self) -> dict[str, Any]:
@@ -70,14 +80,27 @@ class Staging:
         return str(((self.container(suffix).get("State") or {}).get("Health") or {}).get("Status"))
 
 
+SCHEDULE = "every 5m"
+"""The shortest backup schedule: the backup service backs up on its own during the module."""
+
+
 @pytest.fixture(scope="module")
 def staging(
-    engine: ms5_dockerenv.Engine, new_stack_name: Callable[[str], str]
+    engine: ms5_dockerenv.Engine,
+    new_stack_name: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Staging]:
     name = new_stack_name("stg")
-    rehearsal = EngineRehearsal("staging", engine_config(engine), api=engine.api(), stack_name=name)
+    migrations = tmp_path_factory.mktemp("migrations") / "migrations"
+    shutil.copytree(repository_migrations_dir(), migrations)
+    config = {
+        **engine_config(engine),
+        "ms5:migrationsDir": str(migrations),
+        "ms5:backupSchedule": SCHEDULE,
+    }
+    rehearsal = EngineRehearsal("staging", config, api=engine.api(), stack_name=name)
     first = rehearsal.up()
-    yield Staging(rehearsal, first, engine.api(), f"ms5-{name}")
+    yield Staging(rehearsal, first, engine.api(), f"ms5-{name}", engine, migrations)
 
 
 def _get(url: str) -> Any:
@@ -254,6 +277,10 @@ def test_kill_9_of_the_server_is_restarted_by_the_restart_policy_and_loses_nothi
 # ---- replace -------------------------------------------------------------------------------------
 
 
+REPLACED = {"ms5:dbServerSettings": ["work_mem=8MB"]}
+"""The setting of the replacement; later deploys keep it (else they replace the server again)."""
+
+
 def test_a_replacement_keeps_every_row_and_chunk_and_the_exporter_recovers(
     staging: Staging,
 ) -> None:
@@ -262,7 +289,7 @@ def test_a_replacement_keeps_every_row_and_chunk_and_the_exporter_recovers(
     old_id = staging.container("timescaledb")["Id"]
     rehearsal = staging.rehearsal
     # A server setting changes the container's command: ForceNew, replaced delete-before-replace.
-    rehearsal.up({"ms5:dbServerSettings": ["work_mem=8MB"]})
+    rehearsal.up(REPLACED)
     assert "timescaledb-container" in rehearsal.log.replaced
     new = staging.container("timescaledb")
     assert new["Id"] != old_id
@@ -314,3 +341,161 @@ def test_prometheus_has_every_target_up_and_every_rule_healthy(staging: Staging)
     assert {r["value"][1] for r in result} == {"0"}
     up = _get(f"{url}/api/v1/query?query=pg_up")["data"]["result"]
     assert {r["value"][1] for r in up} == {"1"}
+
+
+# ---- backups (after the Prometheus checks: the backup service has had time to run) -------------
+
+
+def _history(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT version FROM ms5_meta.schema_history").fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _highest(versions: list[str]) -> str:
+    return max(versions, key=lambda v: [int(p) for p in v.split(".")])
+
+
+def test_the_first_deploy_had_nothing_to_back_up(staging: Staging) -> None:
+    backup = staging.first.one(BACKUP)
+    assert backup.op == "create"
+    assert backup.outputs["lastResult"] == "no server yet (first deploy): nothing to back up"
+    assert backup.outputs["lastBackup"] == ""
+    assert staging.first.one(RESTORE_DRILL).outputs["lastResult"] == "no backup to drill yet"
+
+
+def test_a_new_migration_is_preceded_by_a_verified_backup_and_a_passing_drill(
+    staging: Staging,
+) -> None:
+    before = _history(staging.dsn)
+    added = add_migration(
+        staging.migrations,
+        "engine_backup_probe",
+        "CREATE TABLE IF NOT EXISTS ms5.engine_backup_probe (id integer PRIMARY KEY);\n",
+    )
+    run = staging.rehearsal.up(REPLACED)
+    backup = run.one(BACKUP)
+    assert backup.op == "update"
+    assert backup.outputs["lastResult"] == "published and verified"
+    assert backup.outputs["lastReasons"] == [f"migrations pending: {added.name}"]
+    # Taken before the migration ran: the manifest's schema version is the one before it.
+    assert backup.outputs["lastSummary"]["schemaVersion"] == _highest(before)
+    name = backup.outputs["lastBackup"]
+    assert name in backup.outputs["backups"]
+    drill = run.one(RESTORE_DRILL)
+    assert drill.outputs["lastResult"] == "restored and matched the manifest"
+    assert drill.outputs["drilled"] == name
+    assert drill.outputs["rtoSeconds"] > 0
+    after = _history(staging.dsn)
+    assert sorted(set(after) - set(before)) == [run.one(MIGRATION_SET).outputs["last_applied"][0]]
+    # The manifest on the backup volume says the same (read in the database container).
+    manifest = json.loads(
+        _docker(
+            staging,
+            "exec",
+            f"{staging.prefix}-timescaledb",
+            "cat",
+            f"{_backup_dir(staging)}/{name}/manifest.json",
+        )
+    )
+    assert manifest["metadata"]["schema_version"] == _highest(before)
+
+
+def _backup_dir(staging: Staging) -> str:
+    from ms5_components.database.timescaledb import BACKUP_DIR
+
+    return BACKUP_DIR
+
+
+def _docker(staging: Staging, *args: str) -> str:
+    done = subprocess.run(
+        ["docker", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **staging.engine.env()},
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr.strip()}"
+    return done.stdout
+
+
+def _scheduled_results(staging: Staging) -> list[dict[str, Any]]:
+    """The backup results the backup service logged after waiting for its schedule."""
+    log = _docker(staging, "logs", f"{staging.prefix}-backup-scheduler")
+    assert "neither wget nor curl" not in log
+    _, found, after = log.partition("next backup in 300s")
+    if not found:
+        return []
+    return [
+        json.loads(line.split(" ", 1)[1])
+        for line in after.splitlines()
+        if line.startswith("MS5-RESULT ") and '"size_bytes"' in line
+    ]
+
+
+def _pushed_value(staging: Staging, metric: str) -> float | None:
+    url = str(staging.exports["pushgatewayUrl"])
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith(f"{metric}{{") and 'database="ms5"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_the_backup_service_backs_up_on_schedule_and_pushes_to_the_pushgateway(
+    staging: Staging,
+) -> None:
+    def pushed_by_the_service() -> dict[str, Any] | None:
+        results = _scheduled_results(staging)
+        if not results:
+            return None
+        last = results[-1]
+        assert last["ok"], last
+        pushed = _pushed_value(staging, metrics.BACKUP_LAST_SUCCESS.name)
+        return last if pushed == float(last["finished_epoch"]) else None
+
+    # One schedule period plus the cycle (the module has usually run longer already).
+    result = wait_for("a scheduled backup pushed by the backup service", pushed_by_the_service, 420)
+    assert _pushed_value(staging, metrics.BACKUP_LAST_RUN_SUCCESS.name) == 1.0
+    assert _pushed_value(staging, metrics.RESTORE_DRILL_LAST_RUN_SUCCESS.name) == 1.0
+    listing = _docker(
+        staging, "exec", f"{staging.prefix}-timescaledb", "ls", _backup_dir(staging)
+    ).split()
+    assert result["backup"] in listing
+    assert staging.health("backup-scheduler") == "healthy"
+
+
+BACKUP_ALERTS = (
+    "Ms5BackupTooOld",
+    "Ms5BackupFailed",
+    "Ms5RestoreDrillFailed",
+    "Ms5RestoreDrillTooOld",
+)
+
+
+def test_the_backup_and_drill_alerts_are_quiet_once_the_results_are_in(staging: Staging) -> None:
+    url = str(staging.exports["prometheusUrl"])
+
+    def scraped() -> bool | None:
+        query = f"{url}/api/v1/query?query={metrics.BACKUP_LAST_RUN_SUCCESS.name}"
+        result = _get(query)["data"]["result"]
+        drill = _get(f"{url}/api/v1/query?query={metrics.RESTORE_DRILL_LAST_RUN_SUCCESS.name}")
+        values = {r["value"][1] for r in result} | {r["value"][1] for r in drill["data"]["result"]}
+        return True if result and drill["data"]["result"] and values == {"1"} else None
+
+    wait_for("the backup and drill results scraped by Prometheus", scraped, 300)
+
+    def quiet() -> list[dict[str, Any]] | None:
+        groups = _get(f"{url}/api/v1/rules?type=alert")["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"] if r["name"] in BACKUP_ALERTS]
+        evaluated = rules and all(
+            r["health"] == "ok" and r.get("lastEvaluation", "").startswith("2") for r in rules
+        )
+        return rules if evaluated and all(r["state"] == "inactive" for r in rules) else None
+
+    rules = wait_for("the backup and drill alerts evaluated and inactive", quiet, 300)
+    assert {r["name"] for r in rules} == set(BACKUP_ALERTS)
+    alerts = _get(f"{url}/api/v1/alerts")["data"]["alerts"]
+    assert [a for a in alerts if a["labels"]["alertname"] in BACKUP_ALERTS] == []

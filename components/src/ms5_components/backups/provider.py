@@ -5,12 +5,13 @@ or replaced and before the migrations (both depend on it). Whether a deploy take
 decided from its inputs alone (:func:`~ms5_components.backups.plan.backup_reasons`): new or
 changed migration files, a change of the settings that replace the container (the image
 included), a new ``ms5:backupLabel``. ``check`` writes the reasons into the ``plannedBackup``
-input, so ``pulumi preview --diff`` shows that a backup will be taken and why, while running
+input, so ``pulumi preview --diff`` shows that a backup will be taken and why, while taking
 nothing; ``diff`` never compares ``plannedBackup`` itself, so a deploy with nothing to change takes
 none. ``plannedPrune`` lists the backups that retention would prune after that backup under the
-new ``keepCount``/``maxAgeDays`` (read from the backup volume). On the first deploy there is no server yet: the outputs record that. With ``mandatory``
-(always in production) a failed backup fails the resource, so neither the container change nor
-the migrations run; otherwise the failure is recorded in the outputs and logged.
+new ``keepCount``/``maxAgeDays`` (read from the backup volume). On the first deploy there is no
+server yet: the outputs record that. With ``mandatory`` (always in production) a failed backup
+fails the resource, so neither the container change nor the migrations run; otherwise the
+failure is recorded in the outputs and logged.
 
 ``RestoreDrill`` (``pulumi-python:dynamic/ms5:RestoreDrill``) runs whenever ``Backup`` published a
 new backup: it restores it into a scratch database on the same server, compares row, chunk and

@@ -488,10 +488,14 @@ push() {
   # push JOB BODY: replace the job's group on the Pushgateway (wget, as the image ships it).
   [ -n "${MS5_PUSHGATEWAY_URL:-}" ] || return 0
   url="${MS5_PUSHGATEWAY_URL%/}/metrics/job/$1/database/$db"
+  # The text format ends with a newline, which the caller's $(...) stripped: put it back (the
+  # Pushgateway refuses a body without it, 400 "unexpected end of input stream").
+  body="$2
+"
   if command -v wget >/dev/null 2>&1; then
-    wget -q -O /dev/null --post-data="$2" "$url" || log "push to $url failed"
+    wget -q -O /dev/null --post-data="$body" "$url" || log "push to $url failed"
   elif command -v curl >/dev/null 2>&1; then
-    printf '%s' "$2" | curl -fsS --data-binary @- "$url" >/dev/null || log "push to $url failed"
+    printf '%s' "$body" | curl -fsS --data-binary @- "$url" >/dev/null || log "push to $url failed"
   else
     log "neither wget nor curl: results not pushed to $url"
   fi
