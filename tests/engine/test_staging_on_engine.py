@@ -408,15 +408,17 @@ def _backup_dir(staging: Staging) -> str:
 
 
 def _docker(staging: Staging, *args: str) -> str:
+    """Output of a docker command, its stderr merged (``logs``: the script logs to stderr)."""
     done = subprocess.run(
         ["docker", *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, **staging.engine.env()},
         check=False,
         timeout=120,
     )
-    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr.strip()}"
+    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stdout.strip()}"
     return done.stdout
 
 
