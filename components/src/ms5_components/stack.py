@@ -143,4 +143,54 @@ def build_stack(settings: Settings) -> Stack:
             }
         )
 
+    # ---- verification and benchmark (issue 10) --------------------------------------------------
+    # Last: the Verification depends on every resource above and fails the deploy with a
+    # per-check report; the Benchmark runs after it.
+    build_checks_section(stack, migrations)
+
     return stack
+
+
+def build_checks_section(stack: Stack, migrations: MigrationSet) -> None:
+    """The Verification and Benchmark resources and their outputs."""
+    from ms5_components.verification.expectations import derive
+    from ms5_components.verification.wiring import build_checks
+
+    settings, database, monitoring = stack.settings, stack.database, stack.monitoring
+    after: list[pulumi.Resource] = [database.container, migrations]
+    if monitoring is not None:
+        after += [
+            monitoring.exporter.container,
+            monitoring.prometheus,
+            monitoring.grafana,
+        ]
+    checks = build_checks(
+        settings,
+        database=database.database,
+        dsn=database.dsn,
+        db_image=database.image_digest,
+        schema_version=migrations.current_version,
+        migration_checksums=migrations.checksums,
+        expectations=derive(load_directory(migrations_dir(settings))).to_input(),
+        prometheus_url=monitoring.prometheus.url if monitoring else None,
+        pushgateway_url=monitoring.prometheus.pushgateway_url if monitoring else None,
+        grafana_url=monitoring.grafana.url if monitoring else None,
+        grafana_password=monitoring.grafana_admin_password if monitoring else None,
+        after=after,
+    )
+    if checks.verification is not None:
+        stack.outputs.update(
+            {
+                "verificationStatus": checks.verification.status,
+                "verificationReport": checks.verification.report,
+                "lastGood": checks.verification.lastGood,
+            }
+        )
+    if checks.benchmark is not None:
+        stack.outputs.update(
+            {
+                "benchmarkStatus": checks.benchmark.status,
+                "benchmarkResults": checks.benchmark.results,
+                "benchmarkFindings": checks.benchmark.findings,
+            }
+        )
