@@ -41,7 +41,14 @@ from psycopg.conninfo import make_conninfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
 from ms5_components.benchmark import runner
-from ms5_components.benchmark.plan import QUERIES, DataShape, Thresholds, encode_batches, evaluate
+from ms5_components.benchmark.plan import (
+    COPY_COLUMNS,
+    QUERIES,
+    DataShape,
+    Thresholds,
+    encode_batches,
+    evaluate,
+)
 from ms5_components.migrations import repository_migrations_dir
 from ms5_components.migrations.plan import load_directory
 from ms5_components.migrations.runner import run as run_migrations
@@ -91,7 +98,7 @@ def _fresh_table(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> N
 def raw_copy(dsn: str, schema: str, payload: bytes, rows: int) -> float:
     """rows/s of one binary COPY stream of every row from one connection."""
     table = sql.Identifier(schema, runner.SOURCE_TABLE[1])
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in runner.COPY_COLUMNS)
+    cols = sql.SQL(", ").join([sql.Identifier(c) for c in COPY_COLUMNS])
     with psycopg.connect(dsn, autocommit=True) as conn:
         _fresh_table(conn, schema)
         with conn.cursor() as cur:

@@ -255,7 +255,7 @@ def _ingest(
 
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(schema, SOURCE_TABLE[1]),
-        sql.SQL(", ").join(sql.Identifier(c) for c in COPY_COLUMNS),
+        sql.SQL(", ").join([sql.Identifier(c) for c in COPY_COLUMNS]),
     )
     lock = threading.Lock()
     next_batch = iter(range(len(batches)))
