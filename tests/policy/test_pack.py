@@ -100,7 +100,9 @@ def with_lifecycle(resources: list[Record], stack: str) -> list[Record]:
         [migrations.urn],
     )
     migrations.dependencies.append(backup.urn)
-    return [*out, backup, verification, benchmark]
+    # The program builds its own Verification and Benchmark: add only what it lacks.
+    present = {r.type for r in out}
+    return [*out, backup, *(r for r in (verification, benchmark) if r.type not in present)]
 
 
 def violated(diagnostics: list[Diagnostic]) -> set[str]:
@@ -373,7 +375,8 @@ MUTATIONS: dict[str, tuple[str, Mutation]] = {
     ),
     "benchmark-before-migrations": (
         "readers-after-migrations",
-        _drop_deps("benchmark", "migrations"),
+        # The program's Benchmark waits for the Verification (which waits for the migrations).
+        _drop_deps("benchmark", "migrations", "verification"),
     ),
     "no-benchmark": ("production-has-benchmark", _remove("benchmark")),
     "pgdata-unprotected": ("pgdata-volume-protected", _option("timescaledb-data", protect=False)),
