@@ -171,6 +171,8 @@ def build_checks_section(stack: Stack, migrations: MigrationSet) -> None:
         db_image=database.image_digest,
         schema_version=migrations.current_version,
         migration_checksums=migrations.checksums,
+        migration_files=migrations.migration_files,
+        extension_version=migrations.timescaledb_version,
         expectations=derive(load_directory(migrations_dir(settings))).to_input(),
         prometheus_url=monitoring.prometheus.url if monitoring else None,
         pushgateway_url=monitoring.prometheus.pushgateway_url if monitoring else None,

@@ -50,6 +50,8 @@ DIFF_KEYS = (
     "expectations",
     "schemaVersion",
     "migrationChecksums",
+    "migrationFiles",
+    "extensionVersion",
     "dbImage",
     "settingsHash",
     "runId",
@@ -241,6 +243,8 @@ def outputs(props: Mapping[str, Any], report: Report, *, verified_at: float) -> 
     outs["report"] = scrub_report(report.to_output(), props)
     outs["lastGood"] = {
         "dbImage": props.get("dbImage") or "",
+        "extensionVersion": props.get("extensionVersion") or "",
+        "migrationFiles": props.get("migrationFiles") or {},
         "schemaVersion": props.get("schemaVersion") or "",
         "settings": props.get("settings") or {},
         "settingsHash": props.get("settingsHash") or "",
@@ -275,6 +279,10 @@ class VerificationArgs:
     """:meth:`Expectations.to_input` of the migration files."""
     schema_version: pulumi.Input[str] = ""
     migration_checksums: pulumi.Input[Mapping[str, str]] = field(default_factory=dict)
+    migration_files: pulumi.Input[Mapping[str, str]] = field(default_factory=dict)
+    """File name -> sha256 the MigrationSet ran with (kept in ``lastGood`` for the rollback)."""
+    extension_version: pulumi.Input[str] = ""
+    """Installed TimescaleDB version after the migrations."""
     db_image: pulumi.Input[str] = ""
     """The database image digest (a new image re-runs the checks)."""
     settings: Mapping[str, str] = field(default_factory=dict)
@@ -306,7 +314,8 @@ class Verification(pulumi.dynamic.Resource, module="ms5", name="Verification"):
     counts: pulumi.Output[dict[str, int]]
     """Findings per status."""
     lastGood: pulumi.Output[dict[str, Any]]  # noqa: N815 - the output's name
-    """The last deploy that verified: dbImage, schemaVersion, settings, settingsHash, verifiedAt."""
+    """The last deploy that verified: dbImage, extensionVersion, migrationFiles, schemaVersion,
+    settings, settingsHash, stack, verifiedAt (what ``./ms5 rollback`` returns to)."""
 
     def __init__(
         self, name: str, args: VerificationArgs, opts: pulumi.ResourceOptions | None = None
@@ -318,6 +327,8 @@ class Verification(pulumi.dynamic.Resource, module="ms5", name="Verification"):
             "expectations": dict(args.expectations),
             "schemaVersion": args.schema_version,
             "migrationChecksums": args.migration_checksums,
+            "migrationFiles": args.migration_files,
+            "extensionVersion": args.extension_version,
             "dbImage": args.db_image,
             "settings": dict(sorted(args.settings.items())),
             "settingsHash": settings_hash(args.settings),
