@@ -13,22 +13,20 @@ completely as a role with read privileges only, and its sessions refuse writes.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
-import threading
 import time
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from grafana_stand_in import GrafanaStandIn
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -62,62 +60,6 @@ PORTAL_BUG = 'cannot drop portal "" while it is being set up'
 # ------------------------------------------------------------------------------------------------
 # The Grafana stand-in (Grafana's two endpoints the check uses)
 # ------------------------------------------------------------------------------------------------
-
-
-class GrafanaStandIn:
-    """A local HTTP server implementing Grafana's ``GET /api/health`` and
-    ``GET /api/dashboards/uid/<uid>`` (basic auth) with the generated dashboard."""
-
-    def __init__(self, dashboards: dict[str, dict[str, Any]], user: str, password: str) -> None:
-        self.dashboards = dashboards
-        self.database_state = "ok"
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: object) -> None:
-                pass
-
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                if self.path == "/api/health":
-                    self._send(
-                        200,
-                        {
-                            "commit": "stand-in",
-                            "database": stand_in.database_state,
-                            "version": "12.1.1",
-                        },
-                    )
-                    return
-                if self.path.startswith("/api/dashboards/uid/"):
-                    if self.headers.get("Authorization") != f"Basic {token}":
-                        self._send(401, {"message": "invalid username or password"})
-                        return
-                    uid = urllib.parse.unquote(self.path.rsplit("/", 1)[1])
-                    board = stand_in.dashboards.get(uid)
-                    if board is None:
-                        self._send(404, {"message": "Dashboard not found"})
-                        return
-                    self._send(200, {"dashboard": board, "meta": {"provisioned": True}})
-                    return
-                self._send(404, {"message": "Not found"})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -459,6 +459,16 @@ def check_prometheus(
             name = _target_name(target)
             if target.get("health") == "up":
                 out.append(ok("prometheus", name, "up"))
+            elif target.get("health") == "unknown":
+                # Not scraped yet (a long interval, right after a start): not down either.
+                out.append(
+                    warn(
+                        "prometheus",
+                        name,
+                        "not scraped yet (its scrape interval has not come round since start)",
+                        "run the verification again later (ms5:verificationRunId)",
+                    )
+                )
             else:
                 out.append(
                     fail(
@@ -551,6 +561,15 @@ def check_exporter(
                     "check prometheus.yml",
                 )
             )
+        elif target.get("health") == "unknown":
+            out.append(
+                warn(
+                    "exporter",
+                    f"job {job}",
+                    "not scraped yet (its scrape interval has not come round since start)",
+                    "run the verification again later (ms5:verificationRunId)",
+                )
+            )
         elif target.get("health") != "up":
             out.append(
                 fail(
@@ -587,9 +606,14 @@ def check_exporter(
                 "TimescaleDB version",
             )
         )
-    if not out:
+    if not any(f.status == "fail" for f in out):
+        up_jobs = sum(1 for t in by_job.values() if t.get("health") == "up")
         out.append(
-            ok("exporter", "postgres_exporter", f"up in {len(exporter_jobs)} jobs, no errors")
+            ok(
+                "exporter",
+                "postgres_exporter",
+                f"up in {up_jobs} of {len(exporter_jobs)} jobs, no errors",
+            )
         )
     return out
 

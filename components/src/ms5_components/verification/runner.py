@@ -465,7 +465,13 @@ def _monitoring_findings(target: VerificationTarget) -> list[Finding]:
             scrape_error = http_get(
                 _query_url(prom, "pg_exporter_last_scrape_error"), timeout=timeout
             )
-            unsettled = not ready.ok or any(t.get("health") == "unknown" for t in _active(targets))
+            # Wait for the targets that are due within the settle time; a target with a longer
+            # interval (compression: 300 s) is reported as not scraped yet instead.
+            unsettled = not ready.ok or any(
+                t.get("health") == "unknown"
+                and _seconds(str(t.get("scrapeInterval") or "0s")) <= target.settle_seconds
+                for t in _active(targets)
+            )
             if not pg_up.ok or not (pg_up.json() or {}).get("data", {}).get("result"):
                 unsettled = unsettled or bool(target.exporter_jobs)
             if not unsettled or time.monotonic() >= deadline:
@@ -500,6 +506,17 @@ def _monitoring_findings(target: VerificationTarget) -> list[Finding]:
             )
         )
     return out
+
+
+def _seconds(duration: str) -> float:
+    """A Prometheus duration (``30s``, ``5m``, ``1m30s``, ``1h``) in seconds; inf if unreadable."""
+    import re
+
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", duration)
+    if not parts:
+        return float("inf")
+    return sum(int(n) * units[u] for n, u in parts)
 
 
 def _active(answer: HttpAnswer) -> list[Mapping[str, Any]]:
