@@ -112,6 +112,11 @@ TRIAL_VALUES: Mapping[str, object] = {
     "grafanaAdminUser": "ms5operator",
     "grafanaAdminPassword": "operations-doc-password-0003",
     "grafanaDbPassword": "operations-doc-password-0004",
+    "verificationWarnOnly": ["jobs"],
+    "verificationRunId": "again-1",
+    "verificationBackupSource": "none",
+    "benchmarkRunId": "again-1",
+    "benchmarkGate": "fail",
 }
 
 

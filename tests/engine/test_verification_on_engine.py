@@ -198,15 +198,15 @@ def test_the_exporter_down_turns_it_red(stack: Stack) -> None:
 
 
 def test_a_prometheus_target_down_turns_it_red(stack: Stack) -> None:
-    stack.docker("stop", "pushgateway")
+    """A paused Pushgateway: its container still runs (so `pulumi up` leaves it alone, unlike a
+    stopped one it would start again), but it answers nobody."""
+    stack.docker("pause", "pushgateway")
     try:
-        time.sleep(65)  # the Pushgateway job scrapes every 60 s
+        time.sleep(75)  # the Pushgateway job scrapes every 60 s (10 s timeout)
         with pytest.raises(RehearsalError) as info:
             stack.again()
         message = str(info.value)
-        # Prometheus' last scrape of the stopped Pushgateway failed. (The `up` itself starts the
-        # stopped container again - the provider's must_run - before the verification runs, so
-        # the Pushgateway's own readiness may already be back.)
         assert "[FAIL] prometheus: target pushgateway" in message, message
+        assert "[FAIL] pushgateway: http://127.0.0.1:" in message, message
     finally:
-        stack.docker("start", "pushgateway")
+        stack.docker("unpause", "pushgateway")
