@@ -35,6 +35,8 @@ LINKED = ("tests", "infra", "tools", "migrations", "Pulumi.yaml")
 """What the tests read besides the package: linked into the work directory and copied by mutmut
 (``also_copy``) next to the mutated package, so ``tests/harness.py`` finds the program and the
 stack files, and ``repository_migrations_dir()`` the schema."""
+SELECT_PLUGIN = "mutate_select"
+"""The pytest plugin (tools/mutate_select.py) that leaves out the tests of the whole program."""
 DETECTED = frozenset({"killed", "timeout"})
 """Outcomes that count for the score: a test failed, or the mutant never finished (a loop)."""
 
@@ -98,7 +100,12 @@ def load_config() -> tuple[dict[str, Any], dict[str, Any], list[Module], float]:
             tests += [p for p in found if p not in tests]
         modules.append(Module(name=name, source=source, tests=tuple(tests)))
     mutmut_options = dict(tool.get("mutmut", {}))
-    mutmut_options["pytest_add_cli_args_test_selection"] = list(mutate.get("pytest_args", []))
+    # Tests of the whole program under mocks are left out (tools/mutate_select.py).
+    mutmut_options["pytest_add_cli_args"] = [
+        *mutmut_options.get("pytest_add_cli_args", []),
+        "-p",
+        SELECT_PLUGIN,
+    ]
     return tool["pytest"]["ini_options"], mutmut_options, modules, float(mutate["target"])
 
 
@@ -125,6 +132,8 @@ def prepare(module: Module, pytest_options: dict[str, Any], mutmut_options: dict
     work.mkdir(parents=True, exist_ok=True)
     links = {"src": ROOT / "components" / "src", **{name: ROOT / name for name in LINKED}}
     links.update({p.name: p for p in ROOT.glob("Pulumi.*.yaml")})
+    # mutmut puts the work directory's copy (mutants/) on sys.path: the plugin loads from there.
+    links[f"{SELECT_PLUGIN}.py"] = ROOT / "tools" / f"{SELECT_PLUGIN}.py"
     for name, target in links.items():
         link = work / name
         if link.is_symlink() or link.exists():
@@ -137,10 +146,7 @@ def prepare(module: Module, pytest_options: dict[str, Any], mutmut_options: dict
             "source_paths": ["src"],
             "only_mutate": [str(inside_src)],
             "also_copy": sorted(n for n in links if n != "src"),
-            "pytest_add_cli_args_test_selection": [
-                *options["pytest_add_cli_args_test_selection"],
-                *(str(t) for t in module.tests),
-            ],
+            "pytest_add_cli_args_test_selection": [str(t) for t in module.tests],
         }
     )
     (work / "pyproject.toml").write_text(

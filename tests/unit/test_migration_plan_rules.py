@@ -167,11 +167,13 @@ def test_checksum_is_the_sha256_of_the_utf8_text():
         ("SELECT date'2020\\'; SELECT 2;", ["SELECT date'2020\\'", "SELECT 2"]),
         ("de'x\\'; SELECT 2;", ["de'x\\'", "SELECT 2"]),
         ("SELECT X'\\'; SELECT 2;", ["SELECT X'\\'", "SELECT 2"]),
+        ("SELECT E'a''\\'b'; SELECT 2;", ["SELECT E'a''\\'b'", "SELECT 2"]),
         ("SELECT 'a'", ["SELECT 'a'"]),
         # quoted identifiers, "" doubling
         ('SELECT "a"; SELECT "b";', ['SELECT "a"', 'SELECT "b"']),
         ('SELECT "a";SELECT 2;', ['SELECT "a"', "SELECT 2"]),
         ('SELECT "a""b;c"; SELECT 2;', ['SELECT "a""b;c"', "SELECT 2"]),
+        ('SELECT "a""b"; SELECT "c";', ['SELECT "a""b"', 'SELECT "c"']),
         ('SELECT "x"""; SELECT 2;', ['SELECT "x"""', "SELECT 2"]),
         ('SELECT 1 AS ""; SELECT 2;', ['SELECT 1 AS ""', "SELECT 2"]),
         ('SELECT "a"', ['SELECT "a"']),
@@ -180,6 +182,7 @@ def test_checksum_is_the_sha256_of_the_utf8_text():
         ("$$a;b$$;SELECT 2", ["$$a;b$$", "SELECT 2"]),
         ("SELECT $t$ $$; $t$; SELECT 2;", ["SELECT $t$ $$; $t$", "SELECT 2"]),
         ("SELECT a$b$c; SELECT 2;", ["SELECT a$b$c", "SELECT 2"]),
+        ("SELECT 1$a$; SELECT 2;", ["SELECT 1$a$", "SELECT 2"]),  # a digit is part of a word
         ("PREPARE p AS SELECT $1; SELECT 2;", ["PREPARE p AS SELECT $1", "SELECT 2"]),
         # white space, empty statements, a backslash that starts no line
         ("  SELECT 1;\n\tSELECT 2;\n SELECT 3;", ["SELECT 1", "SELECT 2", "SELECT 3"]),
@@ -238,6 +241,8 @@ def test_line_at_maps_error_positions():
         ("SELECT 'open;\n", "has an unterminated string literal", 1),
         ("SELECT 1;\n\nSELECT 'a\nb", "has an unterminated string literal", 3),
         ("SELECT E'a\\';", "has an unterminated string literal", 1),
+        ("SELECT 1;\nSELECT 'a\nb''", "has an unterminated string literal", 2),
+        ('SELECT 1;\nSELECT "a\nb""', "has an unterminated quoted identifier", 2),
         ('SELECT 1;\nSELECT "open', "has an unterminated quoted identifier", 2),
         (
             "SELECT 1;\nSELECT $x$ never closed;\n",
@@ -418,6 +423,11 @@ def test_directive_errors_name_the_line():
     )
     # a comment after a statement on its line is no directive
     assert parse_migration("V1__a.sql", "SELECT 1; -- ms5:transaction=off\n").transactional
+
+
+def test_splitting_errors_name_the_migration_file():
+    error = _parse_error("SELECT 1;\nSELECT 'open\n")
+    assert (error.line, error.reason) == (2, "has an unterminated string literal")
 
 
 def test_directive_on_the_line_before_the_first_statement_is_in_the_header():
@@ -640,7 +650,7 @@ def test_repair_entries(raw, version, digest, text):
     assert str(entry) == text
 
 
-@pytest.mark.parametrize("raw", ["", "x", "V", "3x", ":" + HEX])
+@pytest.mark.parametrize("raw", ["", "x", "V", "X3", "3x", ":" + HEX])
 def test_repair_entry_needs_a_version(raw):
     with pytest.raises(ValueError) as caught:
         RepairEntry.parse(raw)

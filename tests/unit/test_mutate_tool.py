@@ -4,7 +4,9 @@ and how it scores. The mutation run itself is not part of the test suite (minute
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -28,7 +30,7 @@ def test_every_configured_module_and_its_tests_exist():
         pytest_options
         == tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     )
-    assert mutmut_options["pytest_add_cli_args_test_selection"] == ["-k", "not program"]
+    assert mutmut_options["pytest_add_cli_args"][-2:] == ["-p", "mutate_select"]
 
 
 def test_the_work_directory_is_a_project_mutmut_understands(tmp_path, monkeypatch):
@@ -47,8 +49,10 @@ def test_the_work_directory_is_a_project_mutmut_understands(tmp_path, monkeypatc
     assert config["mutmut"]["source_paths"] == ["src"]
     assert config["mutmut"]["only_mutate"] == ["src/ms5_components/migrations/plan.py"]
     selection = config["mutmut"]["pytest_add_cli_args_test_selection"]
-    assert selection[:2] == ["-k", "not program"]
-    assert "tests/unit/test_migration_plan.py" in selection[2:]
+    assert "tests/unit/test_migration_plan.py" in selection
+    assert all(t.startswith("tests/unit/test_migration_plan") for t in selection)
+    assert (work / "mutate_select.py").resolve() == ROOT / "tools" / "mutate_select.py"
+    assert "mutate_select.py" in config["mutmut"]["also_copy"]
     assert "tests" in config["mutmut"]["also_copy"] and "src" not in config["mutmut"]["also_copy"]
     # laying it out again replaces the links instead of failing
     assert mutate.prepare(plan, pytest_options, mutmut_options) == work
@@ -85,3 +89,30 @@ def test_ms5_lists_the_command():
     done = subprocess.run([str(ROOT / "ms5")], capture_output=True, text=True, check=False)
     assert done.returncode == 2
     assert "./ms5 mutate [MODULE...]" in done.stdout
+
+
+def test_the_plugin_leaves_out_tests_of_the_whole_program():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "mutate_select",
+            "tests/unit/test_settings.py",
+            "tests/unit/test_migration_plan.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "tools")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    collected = [line for line in done.stdout.splitlines() if "::" in line]
+    assert collected, done.stdout
+    assert not [line for line in collected if "test_program_" in line]
+    assert any("test_plan_pending_in_order" in line for line in collected)
+    assert "deselected" in done.stdout

@@ -771,7 +771,7 @@ def pulumi_runtime(monkeypatch):
     pulumi.runtime.set_all_config({}, [])
 
 
-def test_from_pulumi_config_reads_environment_and_program_config(pulumi_runtime, monkeypatch):
+def test_from_pulumi_config_reads_environment_and_runtime_config(pulumi_runtime, monkeypatch):
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"ms5:dbPort": "6100", "ms5:dbCpus": "3"}))
     pulumi.runtime.set_all_config({"ms5:dbCpus": "4", "ms5:dbMemoryMb": "4096"}, [])
     pulumi.runtime.set_mocks(ProgramMocks(), project="ms5", stack="blue")
