@@ -7,6 +7,7 @@ error messages quote them): a change of range must be made here too, on purpose.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pulumi
 import pytest
@@ -82,8 +83,12 @@ def raw(**values: object) -> dict[str, str]:
     return out
 
 
+NO_HOME = Path("/nonexistent-ms5-home")
+"""A home without a Docker CLI config: the Docker endpoint does not depend on this machine."""
+
+
 def load(**values: object):
-    return load_settings(raw(**values), stack="limits")
+    return load_settings(raw(**values), stack="limits", environ={}, home=NO_HOME)
 
 
 def errors(**values: object) -> dict[str, str]:
@@ -526,8 +531,10 @@ def test_production_refuses_each_unpinned_image(key):
     found = errors(**values)
     assert list(found) == [f"ms5:{key}"]
     message = found[f"ms5:{key}"]
-    assert "production needs a pinned digest repo:tag@sha256:<64 hex>" in message
-    assert f"docker buildx imagetools inspect {SPECS_BY_KEY[key].default}" in message
+    assert message.startswith(
+        f"ms5:{key}: got '{SPECS_BY_KEY[key].default}'; production needs a pinned digest "
+        "repo:tag@sha256:<64 hex>: run `./ms5 pin-images limits`"
+    )
 
 
 def test_production_reports_every_unpinned_image_at_once():
@@ -571,16 +578,16 @@ def test_unknown_key_with_and_without_a_close_match():
     )
 
 
-def test_keys_of_other_namespaces_are_left_alone():
+def test_keys_of_provider_namespaces_are_left_alone():
     settings = load_settings(
-        {"docker:host": "x", "ms5x:dbPort": "1", "ms5:dbPort": "6000"}, stack="s"
+        {"docker:host": "x", "pulumi:tags": "{}", "random:x": "1", "ms5:dbPort": "6000"}, stack="s"
     )
     assert settings.database.port == 6000
 
 
 def test_unknown_keys_after_other_namespaces_are_reported():
     with pytest.raises(SettingsErrors) as info:
-        load_settings({"aws:region": "x", "ms5:dbPrt": "1", "zz:y": "2"}, stack="s")
+        load_settings({"command:x": "x", "ms5:dbPrt": "1", "random:y": "2"}, stack="s")
     assert [e.key for e in info.value.errors] == ["ms5:dbPrt"]
 
 
@@ -590,9 +597,7 @@ def test_unknown_keys_are_reported_with_bad_values():
 
 
 def test_project_name_sets_the_namespace_and_prefix():
-    settings = load_settings(
-        {"other:dbPort": "6001", "ms5:dbPort": "1"}, stack="blue", project="other"
-    )
+    settings = load_settings({"other:dbPort": "6001"}, stack="blue", project="other")
     assert settings.database.port == 6001
     assert (settings.project, settings.stack, settings.prefix()) == ("other", "blue", "other-blue")
     with pytest.raises(SettingsErrors, match=r"other:dbPort: got '0'"):
@@ -771,19 +776,21 @@ def pulumi_runtime(monkeypatch):
     pulumi.runtime.set_all_config({}, [])
 
 
-def test_from_pulumi_config_reads_environment_and_runtime_config(pulumi_runtime, monkeypatch):
+def test_from_pulumi_config_reads_environment_and_runtime_config(
+    pulumi_runtime, monkeypatch, tmp_path
+):
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"ms5:dbPort": "6100", "ms5:dbCpus": "3"}))
     pulumi.runtime.set_all_config({"ms5:dbCpus": "4", "ms5:dbMemoryMb": "4096"}, [])
     pulumi.runtime.set_mocks(ProgramMocks(), project="ms5", stack="blue")
-    settings = from_pulumi_config()
+    settings = from_pulumi_config(tmp_path)  # a project directory without other stacks
     assert (settings.project, settings.stack, settings.prefix()) == ("ms5", "blue", "ms5-blue")
     assert settings.database.port == 6100  # from the environment
     assert settings.database.cpus == 4  # the program's config wins
     assert settings.database.memory_mb == 4096
 
 
-def test_from_pulumi_config_uses_the_project_as_namespace(pulumi_runtime):
-    pulumi.runtime.set_all_config({"plant:dbPort": "6200", "ms5:dbPort": "1"}, [])
+def test_from_pulumi_config_uses_the_project_as_namespace(pulumi_runtime, tmp_path):
+    pulumi.runtime.set_all_config({"plant:dbPort": "6200"}, [])
     pulumi.runtime.set_mocks(ProgramMocks(), project="plant", stack="green")
-    settings = from_pulumi_config()
+    settings = from_pulumi_config(tmp_path)
     assert (settings.project, settings.database.port) == ("plant", 6200)
