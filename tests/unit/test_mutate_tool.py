@@ -116,3 +116,33 @@ def test_the_plugin_leaves_out_tests_of_the_whole_program():
     assert not [line for line in collected if "test_program_" in line]
     assert any("test_plan_pending_in_order" in line for line in collected)
     assert "deselected" in done.stdout
+
+
+def test_the_plugin_skips_tests_that_run_the_program_themselves(tmp_path):
+    (tmp_path / "test_direct.py").write_text(
+        "from harness import run_program\n\n\ndef test_direct():\n    run_program('staging')\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "mutate_select",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path / "test_direct.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'tools'}:{ROOT / 'tests'}"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 skipped" in done.stdout
+    assert "left out of mutation runs" in done.stdout
