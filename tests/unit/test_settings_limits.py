@@ -794,3 +794,80 @@ def test_from_pulumi_config_uses_the_project_as_namespace(pulumi_runtime, tmp_pa
     pulumi.runtime.set_mocks(ProgramMocks(), project="plant", stack="green")
     settings = from_pulumi_config(tmp_path)
     assert (settings.project, settings.database.port) == ("plant", 6200)
+
+
+# ---- rules added with the refusals, tried directly (the program-level tests are left out of
+# mutation runs) ---------------------------------------------------------------------------------
+
+
+def test_production_refuses_data_protection_off_directly():
+    found = errors(environment="production", protectData=False, **_pinned())
+    assert found == {
+        "ms5:protectData": (
+            "ms5:protectData: got 'false'; production keeps its data and backup volumes "
+            "protected: `pulumi config set ms5:protectData true` (to delete production data on "
+            "purpose, follow the README's Destroying safely)"
+        )
+    }
+    assert load(environment="production", protectData=True, **_pinned()).protect_data is True
+
+
+@pytest.mark.parametrize(
+    ("key", "hidden"),
+    [
+        ("msS:x_password", True),
+        ("msS:clientSecret", True),
+        ("msS:apiToken", True),
+        ("msS:sshKey", True),
+        ("msS:dbPassword", True),
+        ("msS:dbPort", False),
+        ("msS:note", False),
+    ],
+)
+def test_a_misspelled_namespace_hides_secret_looking_values(key, hidden):
+    with pytest.raises(SettingsErrors) as info:
+        load_settings({key: "v4lue-1234567890"}, stack="s", environ={}, home=NO_HOME)
+    (error,) = info.value.errors
+    assert ("(secret, not shown)" in str(error)) is hidden
+    assert ("v4lue-1234567890" in str(error)) is not hidden
+
+
+def test_a_misspelled_namespace_secret_key_list_decides_too():
+    def message(secret_keys: set[str]) -> str:
+        with pytest.raises(SettingsErrors) as info:
+            load_settings(
+                {"msS:note": "v4lue"}, stack="s", secret_keys=secret_keys, environ={}, home=NO_HOME
+            )
+        return str(info.value.errors[0])
+
+    assert "'v4lue'" in message({"msS:other"})
+    assert "(secret, not shown)" in message({"msS:note"})
+    assert "pulumi config set --secret ms5:note <value>" in message({"msS:note"})
+    assert "pulumi config set ms5:note <value>" in message(set())
+
+
+def test_every_bad_namespace_is_reported_after_allowed_ones():
+    with pytest.raises(SettingsErrors) as info:
+        load_settings(
+            {"docker:host": "x", "msS:dbPort": "1", "pulumi:a": "b", "zzz:y": "2"},
+            stack="s",
+            environ={},
+            home=NO_HOME,
+        )
+    assert [e.key for e in info.value.errors] == ["msS:dbPort", "zzz:y"]
+
+
+def test_a_distant_namespace_still_gets_the_projects_hint():
+    with pytest.raises(SettingsErrors) as info:
+        load_settings({"msxyz:dbPort": "1"}, stack="s", environ={}, home=NO_HOME)
+    assert "did you mean ms5:dbPort?" in str(info.value.errors[0])
+
+
+def test_the_docker_endpoint_follows_the_given_environment():
+    settings = load_settings(
+        {}, stack="s", environ={"DOCKER_HOST": "tcp://127.0.0.1:2375"}, home=NO_HOME
+    )
+    assert settings.docker_host == "tcp://127.0.0.1:2375"
+    with pytest.raises(SettingsErrors) as info:
+        load_settings({}, stack="s", environ={"DOCKER_HOST": "http://x"}, home=NO_HOME)
+    assert [e.key for e in info.value.errors] == ["ms5:dockerHost"]
