@@ -58,6 +58,11 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "backupMaxAgeHours": (1, 8760),
     "restoreDrillMaxAgeHours": (1, 8760),
     "alertStorageBudgetGb": (1, 1_000_000),
+    "backupJobs": (1, 64),
+    "backupKeepCount": (0, 10_000),  # 0: no count limit (the age limit alone prunes)
+    "backupMaxAgeDays": (0, 36_500),  # 0: no age limit
+    "backupLockWaitSeconds": (1, 3600),
+    "backupTimeoutSeconds": (60, 604_800),
 }
 SECRET_KEYS = ("dbPassword", "exporterPassword", "grafanaAdminPassword", "grafanaDbPassword")
 PORT_KEYS = ("dbPort", "prometheusPort", "pushgatewayPort", "grafanaPort")
