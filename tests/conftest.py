@@ -270,3 +270,83 @@ def program() -> Callable[..., ProgramRun]:
         return run_program(stack, overrides_for(stack, extra), **kwargs)
 
     return run
+
+
+# ==================================================================================================
+# Backups: a backup directory in the test root and a target that runs the backup script there
+#
+#   backup_dir       function  host path of a fresh backup directory inside the test root
+#   backup_target    function  factory: backup_target(dsn, backup_dir=None) -> runner.Target
+#   ms5_database     function  DSN of a fresh database with the repository's migrations and rows
+# ==================================================================================================
+
+
+@pytest.fixture
+def backup_dir(testenv: ms5_testenv.ServiceEnv) -> Iterator[Any]:
+    """A directory inside the root, owned by postgres (the backup volume of the tests)."""
+    import shutil
+    from pathlib import Path
+
+    path = Path(testenv.run_dir) / f"backups-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    user = testenv._user("postgres")
+    os.chown(path, user.uid, user.gid)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def backup_target(
+    testenv: ms5_testenv.ServiceEnv, pg_server: ms5_testenv.PostgresServer, backup_dir: Any
+) -> Callable[..., Any]:
+    """``backup_target(dsn)``: a Target for the database of ``dsn`` whose tools run in the root
+    (the chroot executor) against the test server, writing to ``backup_dir``."""
+    from ms5_components.backups.executor import ChrootExecutor
+    from ms5_components.backups.runner import Target
+
+    def make(dsn: str, directory: Any = None, **kwargs: Any) -> Target:
+        params = conninfo_to_dict(dsn)
+        return Target(
+            executor=ChrootExecutor(root=str(testenv.root)),
+            backup_dir=testenv.in_root(directory or backup_dir),
+            database=str(params["dbname"]),
+            connection={
+                "PGHOST": str(params.get("host") or pg_server.host),
+                "PGPORT": str(params.get("port") or pg_server.port),
+                "PGUSER": str(params.get("user") or pg_server.user),
+            },
+            password=str(params.get("password") or pg_server.password),
+            pg_bindir=ms5_testenv.PG_BINDIR,
+            **kwargs,
+        )
+
+    return make
+
+
+@pytest.fixture
+def ms5_database(pg_database: str) -> str:
+    """``pg_database`` with the repository's migrations applied and telemetry rows in several
+    chunks of several hypertables."""
+    from ms5_components.migrations import repository_migrations_dir
+    from ms5_components.migrations.plan import load_directory
+    from ms5_components.migrations.runner import run
+
+    run(pg_database, load_directory(repository_migrations_dir()))
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ms5.machine_metrics (time, machine_id, metric, value) "
+            "SELECT now() - i * interval '1 minute', 'm' || (i % 5), 'temp', i "
+            "FROM generate_series(1, 3000) i"
+        )
+        conn.execute(
+            "INSERT INTO ms5.production_counts (time, machine_id, good_count) "
+            "SELECT now() - i * interval '1 hour', 'm' || (i % 3), i FROM generate_series(1, 500) i"
+        )
+    return pg_database
+
+
+# ==================================================================================================
+# End of the backups section.
+# ==================================================================================================

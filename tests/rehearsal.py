@@ -57,9 +57,12 @@ PROVIDER_KEY = "__provider"
 MIGRATION_SET = "pulumi-python:dynamic/ms5:MigrationSet"
 HOST_PREFLIGHT = "pulumi-python:dynamic/ms5:HostPreflight"
 CONTAINER_HEALTH = "pulumi-python:dynamic/ms5:ContainerHealth"
+BACKUP = "pulumi-python:dynamic/ms5:Backup"
+RESTORE_DRILL = "pulumi-python:dynamic/ms5:RestoreDrill"
 
 Op = Literal["create", "update", "same", "delete", "stand-in"]
 StandIn = Callable[[dict[str, Any]], dict[str, Any]]
+Rewrite = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class RehearsalError(Exception):
@@ -288,7 +291,9 @@ class RehearsalMocks(ProgramMocks):
         stack: str,
         project: str,
         stand_ins: Mapping[str, StandIn],
+        rewrites: Mapping[str, Rewrite] | None = None,
     ) -> None:
+        self.rewrites = dict(rewrites or {})
         self.host = host
         self.state = state
         self.preview = preview
@@ -316,6 +321,8 @@ class RehearsalMocks(ProgramMocks):
                 self.state.resources[urn] = StateEntry(args.typ, str(id_), {}, unwrap(outputs))
             return id_, outputs
         news = _engine_values(args.inputs)
+        if args.typ in self.rewrites:
+            news = self.rewrites[args.typ](news)
         if self.error is not None:
             # The engine stops at the first failure: later resources are not touched.
             return "", news
@@ -438,7 +445,9 @@ class Rehearsal:
         state: RehearsalState | None = None,
         project: str = "ms5",
         stack_name: str | None = None,
+        rewrites: Mapping[str, Rewrite] | None = None,
     ) -> None:
+        self.rewrites = dict(rewrites or {})
         self.stack = stack
         self.stack_name = stack_name or stack
         self.config: dict[str, object] = dict(config or {})
@@ -464,6 +473,7 @@ class Rehearsal:
                 stack=self.stack_name,
                 project=self.project,
                 stand_ins=self.stand_ins,
+                rewrites=self.rewrites,
             )
             secret_keys = tuple(k for k in merged if k.endswith(("Password", "password")))
             program = run_program(
@@ -493,3 +503,29 @@ class Rehearsal:
                             )
                         )
         return RehearsalRun(preview=preview, program=program, results=results)
+
+
+def backups_in_test_root(
+    root: str, backup_dir: str, host: str, port: int, user: str, password: str, bindir: str
+) -> dict[str, Rewrite]:
+    """Rewrites that run the program's Backup and RestoreDrill in the test root (the chroot
+    executor, the test server over loopback, a backup directory in the root) instead of
+    ``docker exec`` into a container this machine does not have. Everything else about them -
+    the provider, the decisions, the script - is the program's own."""
+
+    def rewrite(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **inputs,
+            "executor": {"kind": "chroot", "root": root},
+            "backupDir": backup_dir,
+            "connection": {
+                "PGHOST": host,
+                "PGPORT": str(port),
+                "PGUSER": user,
+                "bindir": bindir,
+            },
+            "password": password,
+            "pushgatewayUrl": "",
+        }
+
+    return {BACKUP: rewrite, RESTORE_DRILL: rewrite}

@@ -117,6 +117,9 @@ TRIAL_VALUES: Mapping[str, object] = {
     "verificationBackupSource": "none",
     "benchmarkRunId": "again-1",
     "benchmarkGate": "fail",
+    "backupCompression": "zstd:3",
+    "backupSchedule": "every 6h",
+    "backupLabel": "before-upgrade",
 }
 
 

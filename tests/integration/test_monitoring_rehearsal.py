@@ -19,7 +19,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import ms5_testenv
 from ms5_components.migrations import repository_migrations_dir
 from ms5_components.monitoring.config import EXPORTER_ROLE, GRAFANA_ROLE
-from rehearsal import Rehearsal
+from rehearsal import Rehearsal, backups_in_test_root
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,11 @@ ROLE = "pulumi-python:dynamic/ms5:MonitoringRole"
 
 @pytest.fixture
 def rehearsal(
-    pg_server: ms5_testenv.PostgresServer, pg_database: str, tmp_path: Path
+    pg_server: ms5_testenv.PostgresServer,
+    pg_database: str,
+    tmp_path: Path,
+    testenv: ms5_testenv.ServiceEnv,
+    backup_dir: Path,
 ) -> Iterator[Rehearsal]:
     target = tmp_path / "migrations"
     shutil.copytree(repository_migrations_dir(), target)
@@ -46,6 +50,15 @@ def rehearsal(
             "ms5:verificationEnabled": False,
             "ms5:benchmarkEnabled": False,
         },
+        rewrites=backups_in_test_root(
+            str(testenv.root),
+            testenv.in_root(backup_dir),
+            pg_server.host,
+            pg_server.port,
+            pg_server.user,
+            pg_server.password,
+            ms5_testenv.PG_BINDIR,
+        ),
     )
     # The roles are cluster-wide: leave the shared test server as it was.
     with psycopg.connect(pg_database, autocommit=True) as conn:

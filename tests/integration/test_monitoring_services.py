@@ -102,6 +102,7 @@ def _push_samples(url: str) -> None:
         metrics.BACKUP_DURATION.name: 42.5,
         metrics.RESTORE_DRILL_LAST_SUCCESS.name: now - 86_400,
         metrics.RESTORE_DRILL_LAST_RUN_SUCCESS.name: 1,
+        metrics.RESTORE_DRILL_DURATION.name: 12.5,
         metrics.BENCHMARK_THROUGHPUT.name: 950_000,
         metrics.BENCHMARK_THROUGHPUT_BASELINE.name: 1_000_000,
         metrics.BENCHMARK_LATENCY.name: 0.09,

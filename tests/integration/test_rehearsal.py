@@ -19,7 +19,14 @@ from psycopg.conninfo import conninfo_to_dict
 import ms5_testenv
 from ms5_components.migrations import repository_migrations_dir
 from ms5_components.migrations.plan import load_directory
-from rehearsal import MIGRATION_SET, Rehearsal, RehearsalError
+from rehearsal import (
+    BACKUP,
+    MIGRATION_SET,
+    RESTORE_DRILL,
+    Rehearsal,
+    RehearsalError,
+    backups_in_test_root,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +40,11 @@ def migrations_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def rehearsal(
-    pg_server: ms5_testenv.PostgresServer, pg_database: str, migrations_copy: Path
+    pg_server: ms5_testenv.PostgresServer,
+    pg_database: str,
+    migrations_copy: Path,
+    testenv: ms5_testenv.ServiceEnv,
+    backup_dir: Path,
 ) -> Rehearsal:
     """Staging, pointed at the test server and a fresh database through its config alone."""
     dbname = str(conninfo_to_dict(pg_database)["dbname"])
@@ -50,6 +61,15 @@ def rehearsal(
             "ms5:verificationEnabled": False,
             "ms5:benchmarkEnabled": False,
         },
+        rewrites=backups_in_test_root(
+            str(testenv.root),
+            testenv.in_root(backup_dir),
+            pg_server.host,
+            pg_server.port,
+            pg_server.user,
+            pg_server.password,
+            ms5_testenv.PG_BINDIR,
+        ),
     )
 
 
@@ -141,12 +161,23 @@ def test_fresh_deploy_noop_and_one_new_migration(
     assert planned.op == "update"
     assert planned.diff_keys == [f"migrations.{added.name}"]
     assert planned.provider_called == ["Check", "Diff"]
-    assert [r.urn for r in preview.changed()] == [planned.urn]
+    # The preview also shows the backup that will precede it, and why; it takes none.
+    backup = preview.one(BACKUP)
+    assert backup.op == "update"
+    assert "plannedBackup" in backup.diff_keys
+    assert backup.outputs["plannedBackup"] == [f"migrations pending: {added.name}"]
+    # ... and the drill of that backup (its input is the backup's name, unknown until taken).
+    drill = preview.one(RESTORE_DRILL)
+    assert sorted(r.urn for r in preview.changed()) == sorted([planned.urn, backup.urn, drill.urn])
     assert sessions(pg_server, database) == before
     assert history(pg_database) == applied
     before = sessions(pg_server, database)
 
     third = rehearsal.up()
+    taken = third.one(BACKUP)
+    assert taken.op == "update" and taken.outputs["lastResult"] == "published and verified"
+    assert taken.outputs["lastBackup"] != first.one(BACKUP).outputs["lastBackup"]
+    assert third.one(RESTORE_DRILL).outputs["drilled"] == taken.outputs["lastBackup"]
     updated = third.one(MIGRATION_SET)
     assert updated.op == "update"
     assert updated.provider_called == ["Check", "Diff", "Update"]

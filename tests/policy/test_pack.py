@@ -2,10 +2,10 @@
 
 Each stack's program is evaluated under mocks (tests/harness.py); the resources it registers are
 sent to the pack over the analyzer protocol (tests/policy/analyzer.py). The staging stack passes.
-The production stack fails today with exactly two mandatory violations, production-has-backup and
-production-has-benchmark: the Backup and Benchmark components are not in the program yet. The
-same production stack with those resources added in exactly the shape the lifecycle contract
-fixes (CONTRACTS.md) passes, and every rule has a mutation of the program's resources that
+The production stack fails today with exactly one mandatory violation, production-has-benchmark:
+the Benchmark component is not in the program yet (the Backup is). The same production stack
+with the missing resources added in exactly the shape the lifecycle contract fixes
+(CONTRACTS.md) passes, and every rule has a mutation of the program's resources that
 yields exactly its violation.
 """
 
@@ -79,11 +79,18 @@ def with_lifecycle(resources: list[Record], stack: str) -> list[Record]:
             dependencies=deps,
         )
 
-    backup = dynamic(
-        BACKUP,
-        "backup",
-        {"verify": True, "keepCount": 14, "maxAgeDays": 30, "mandatory": True},
-        [container.urn],
+    # The program's own Backup when it has one (it runs before the container and the
+    # migrations); else one with the contract's inputs.
+    existing = [r for r in out if r.type == BACKUP]
+    backup = (
+        existing[0]
+        if existing
+        else dynamic(
+            BACKUP,
+            "backup",
+            {"verify": True, "keepCount": 14, "maxAgeDays": 30, "mandatory": True},
+            [container.urn],
+        )
     )
     verification = dynamic(VERIFICATION, "verification", {"database": "ms5"}, [migrations.urn])
     benchmark = dynamic(
@@ -99,10 +106,13 @@ def with_lifecycle(resources: list[Record], stack: str) -> list[Record]:
         },
         [migrations.urn],
     )
-    migrations.dependencies.append(backup.urn)
     # The program builds its own Verification and Benchmark: add only what it lacks.
     present = {r.type for r in out}
-    return [*out, backup, *(r for r in (verification, benchmark) if r.type not in present)]
+    extra = [r for r in (verification, benchmark) if r.type not in present]
+    if existing:
+        return [*out, *extra]
+    migrations.dependencies.append(backup.urn)
+    return [*out, backup, *extra]
 
 
 def violated(diagnostics: list[Diagnostic]) -> set[str]:
@@ -159,13 +169,10 @@ def test_staging_passes_every_policy(runs, packs):
     assert diagnostics == []
 
 
-def test_production_today_lacks_only_backup(runs, packs):
-    # The Benchmark resource is in the program (gate=true in production); the Backup is not yet.
+def test_production_passes_every_policy(runs, packs):
+    # The program has its own Backup (before the migrations) and Benchmark (gated in production).
     diagnostics = analyze(packs["production"], records(runs["production"]))
-    assert {(d.policy, d.level, d.urn) for d in diagnostics} == {
-        ("production-has-backup", "mandatory", ""),
-    }
-    assert any("no Backup resource in a production stack" in d.message for d in diagnostics)
+    assert diagnostics == [], [d.message for d in diagnostics]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -368,7 +375,11 @@ MUTATIONS: dict[str, tuple[str, Mutation]] = {
     "database-not-awaited": ("migrations-after-healthy-database", _remove("timescaledb-health")),
     "container-not-awaited": ("containers-awaited-healthy", _set(PROM, "wait", False)),
     "no-backup": ("production-has-backup", _remove("backup")),
-    "migrations-before-backup": ("backup-before-migrations", _drop_deps("migrations", "backup")),
+    "migrations-before-backup": (
+        "backup-before-migrations",
+        # (the container the migrations wait for waits for the Backup too)
+        _chain(_drop_deps("migrations", "backup"), _drop_deps(DB, "backup")),
+    ),
     "exporter-before-migrations": (
         "readers-after-migrations",
         _drop_deps(EXPORTER, "migrations", "monitoring-exporter-role"),

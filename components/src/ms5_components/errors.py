@@ -47,7 +47,7 @@ class MigrationError(Ms5Error):
     """A migration could not be planned or applied."""
 
 
-# ---- migrations (issue 3): one subclass per failure kind, each carrying the file/version ---------
+# ---- migrations: one subclass per failure kind, each carrying the file/version ---------
 
 
 class MigrationFileError(MigrationError):
@@ -209,3 +209,10 @@ class BenchmarkError(Ms5Error):
 
 class RollbackError(Ms5Error):
     """A rollback cannot proceed (no last-good record, a version check refused the restore)."""
+
+
+class BackupError(Ms5Error):
+    """A backup, its verification, retention, a restore drill or a restore failed.
+
+    Nothing unverified is ever published; earlier backups are untouched.
+    """

@@ -280,7 +280,7 @@ def _migration_repair(raw: str) -> str:
     return str(RepairEntry.parse(raw))
 
 
-# ---- monitoring parsers (issue 4) ----------------------------------------------------------------
+# ---- monitoring parsers ----------------------------------------------------------------
 
 
 def _image(raw: str) -> ImageRef:
@@ -314,6 +314,190 @@ def _run_id(raw: str) -> str:
     if len(raw) > 64 or any(ch.isspace() for ch in raw):
         raise ValueError("expected up to 64 characters without white space")
     return raw
+
+
+# ---- backups -------------------------------------------------------------------------------------
+
+
+def _backup_label(raw: str) -> str:
+    if raw and not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,39}", raw):
+        raise ValueError("expected empty or a label of up to 40 characters [a-z0-9._-]")
+    return raw
+
+
+def _backup_schedule(raw: str) -> str:
+    if re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", raw):
+        return raw
+    match = re.fullmatch(r"every ([1-9][0-9]{0,4})(m|h)", raw)
+    if match and (int(match[1]) >= 5 or match[2] == "h"):
+        return raw
+    raise ValueError("expected HH:MM (daily, UTC) or every <N>m (N >= 5) / every <N>h")
+
+
+BACKUP_SPECS: tuple[Spec, ...] = (
+    Spec(
+        key="backupEnabled",
+        type="boolean",
+        default=True,
+        parse=_boolean,
+        group="backups",
+        description="Back up before risky changes (pending migrations, a replaced database "
+        "container or image, a new backupLabel) and on schedule; production requires true.",
+    ),
+    Spec(
+        key="backupMandatory",
+        type="boolean",
+        default=True,
+        parse=_boolean,
+        group="backups",
+        description="A failed pre-change backup stops the deploy before the change; "
+        "production requires true.",
+    ),
+    Spec(
+        key="backupJobs",
+        type="integer",
+        default=2,
+        parse=_integer(1, 64),
+        group="backups",
+        description="Parallel jobs of pg_dump and pg_restore (directory format).",
+    ),
+    Spec(
+        key="backupCompression",
+        type="string",
+        default="gzip:6",
+        parse=_pattern(
+            r"none|(gzip|lz4|zstd)(:[0-9]{1,2})?", "none, gzip[:1-9], lz4[:N] or zstd[:N]"
+        ),
+        group="backups",
+        description="pg_dump --compress of the backup files.",
+    ),
+    Spec(
+        key="backupKeepCount",
+        type="integer",
+        default=7,
+        parse=_integer(0, 10_000),
+        group="backups",
+        description="Verified backups kept (newest first; 0: no count limit). The newest "
+        "verified backup is never deleted.",
+    ),
+    Spec(
+        key="backupMaxAgeDays",
+        type="integer",
+        default=30,
+        parse=_integer(0, 36_500),
+        group="backups",
+        description="Backups older than this many days are pruned (0: no age limit), except "
+        "the newest verified one.",
+    ),
+    Spec(
+        key="backupSchedule",
+        type="string",
+        default="02:30",
+        parse=_backup_schedule,
+        group="backups",
+        description="When the backup service backs up without a deploy: HH:MM daily (UTC) or "
+        "every <N>m / every <N>h.",
+    ),
+    Spec(
+        key="backupLabel",
+        type="string",
+        default="",
+        parse=_backup_label,
+        group="backups",
+        description="Changing it takes a backup on demand at the next deploy, recorded with "
+        "this label.",
+    ),
+    Spec(
+        key="backupLockWaitSeconds",
+        type="integer",
+        default=60,
+        parse=_integer(1, 3600),
+        group="backups",
+        description="Longest a backup waits for a table lock (e.g. a migration's) or for "
+        "another running backup before it fails cleanly.",
+    ),
+    Spec(
+        key="backupTimeoutSeconds",
+        type="integer",
+        default=21_600,
+        parse=_integer(60, 604_800),
+        group="backups",
+        description="Longest one backup or restore drill may run.",
+    ),
+    Spec(
+        key="restoreDrillAfterBackup",
+        type="boolean",
+        default=True,
+        parse=_boolean,
+        group="backups",
+        description="Restore every new backup into a scratch database on the same server and "
+        "compare it with its manifest (records the RTO); production requires true.",
+    ),
+    Spec(
+        key="backupSchedulerEnabled",
+        type="boolean",
+        default=True,
+        parse=_boolean,
+        group="backups",
+        description="Run the backup service container (the database image running the backup "
+        "script on backupSchedule).",
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupConfig:
+    """Validated ``ms5:backup*`` settings."""
+
+    enabled: bool = True
+    mandatory: bool = True
+    jobs: int = 2
+    compression: str = "gzip:6"
+    keep_count: int = 7
+    max_age_days: int = 30
+    schedule: str = "02:30"
+    label: str = ""
+    lock_wait_seconds: int = 60
+    timeout_seconds: int = 21_600
+    drill_after_backup: bool = True
+    scheduler_enabled: bool = True
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, object]) -> BackupConfig:
+        def num(key: str) -> int:
+            value = values[key]
+            assert isinstance(value, int)
+            return value
+
+        return cls(
+            enabled=bool(values["backupEnabled"]),
+            mandatory=bool(values["backupMandatory"]),
+            jobs=num("backupJobs"),
+            compression=str(values["backupCompression"]),
+            keep_count=num("backupKeepCount"),
+            max_age_days=num("backupMaxAgeDays"),
+            schedule=str(values["backupSchedule"]),
+            label=str(values["backupLabel"]),
+            lock_wait_seconds=num("backupLockWaitSeconds"),
+            timeout_seconds=num("backupTimeoutSeconds"),
+            drill_after_backup=bool(values["restoreDrillAfterBackup"]),
+            scheduler_enabled=bool(values["backupSchedulerEnabled"]),
+        )
+
+
+def _backup_errors(values: Mapping[str, object], env: object, prefix: str) -> list[SettingsError]:
+    """Production keeps its safety net: backups on, mandatory, drilled."""
+    if env != "production":
+        return []
+    return [
+        SettingsError(f"{prefix}{key}", f"got false; production requires true ({why})")
+        for key, why in (
+            ("backupEnabled", "every risky change is preceded by a backup"),
+            ("backupMandatory", "a failed backup must stop the change"),
+            ("restoreDrillAfterBackup", "every backup is proven restorable"),
+        )
+        if values.get(key) is False
+    ]
 
 
 SPECS: tuple[Spec, ...] = (
@@ -502,7 +686,7 @@ SPECS: tuple[Spec, ...] = (
         group="database",
         description="Container log rotation: rotated files kept.",
     ),
-    # ---- migrations (issue 3) ------------------------------------------------------------------
+    # ---- migrations ------------------------------------------------------------------
     Spec(
         key="migrationsDir",
         type="string",
@@ -558,7 +742,7 @@ SPECS: tuple[Spec, ...] = (
         "<version>:<sha256> (the drift error prints the exact entry); remove them after the "
         "deploy.",
     ),
-    # ---- monitoring (issue 4) ------------------------------------------------------------------
+    # ---- monitoring ------------------------------------------------------------------
     Spec(
         key="monitoringEnabled",
         type="boolean",
@@ -914,6 +1098,8 @@ SPECS: tuple[Spec, ...] = (
         description="The whole benchmark must finish within this time; it is stopped (scratch "
         "schema dropped) and fails when it does not.",
     ),
+    # ---- backups (their own block above) ------------------------------------------------------
+    *BACKUP_SPECS,
 )
 
 SPECS_BY_KEY: Mapping[str, Spec] = {spec.key: spec for spec in SPECS}
@@ -965,6 +1151,8 @@ class Settings:
     publish a port carry the label the policy pack accepts it by."""
     docker_host_source: str = "ms5:dockerHost"
     """What chose ``docker_host`` (``ms5:dockerHost``, ``DOCKER_HOST``, a context), for messages."""
+    backups: BackupConfig = field(default_factory=BackupConfig)
+    """Backups and restore drills (``ms5:backup*``, ``ms5:restoreDrillAfterBackup``)."""
     raw: Mapping[str, object] = field(repr=False, default_factory=dict)
     """Parsed value of every key (secrets as :class:`Secret`), for components added later."""
 
@@ -1316,6 +1504,7 @@ def load_settings(
     endpoint = _resolve_endpoint(values.get("dockerHost"), environ, home, f"{prefix}dockerHost")
     if isinstance(endpoint, SettingsError):
         errors.append(endpoint)
+    errors.extend(_backup_errors(values, values.get("environment"), prefix))
     if errors:
         raise SettingsErrors(errors)
     assert endpoint is not None and not isinstance(endpoint, SettingsError)
@@ -1365,6 +1554,7 @@ def load_settings(
         preflight_min_free_disk_gb=_as_int(get("preflightMinFreeDiskGb")),
         database=database,
         allow_non_loopback_bind=bool(get("allowNonLoopbackBind")),
+        backups=BackupConfig.from_values(values),
         raw=dict(values),
     )
 

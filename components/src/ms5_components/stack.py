@@ -11,7 +11,21 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from ms5_components.database.timescaledb import TimescaleDb, TimescaleDbArgs, host_preflight
+from ms5_components.backups.provider import Backup, RestoreDrill
+from ms5_components.backups.wiring import (
+    SchedulerInputs,
+    build_backup,
+    build_drill,
+    build_scheduler,
+    scheduler_pushgateway_url,
+)
+from ms5_components.database.timescaledb import (
+    BACKUP_DIR,
+    TimescaleDb,
+    TimescaleDbArgs,
+    host_preflight,
+)
+from ms5_components.docker_common import container_labels
 from ms5_components.lifecycle.preflight import HostPreflight
 from ms5_components.migrations.plan import load_directory
 from ms5_components.migrations.provider import (
@@ -35,6 +49,12 @@ class Stack:
     """The host preflight; the Docker provider (so every Docker resource) depends on it."""
     migrations: MigrationSet | None = None
     """The schema migrations; depend on it from every resource that reads the schema."""
+    backup: Backup | None = None
+    """The pre-change backup (None when ms5:backupEnabled is false)."""
+    restore_drill: RestoreDrill | None = None
+    """The drill of every new backup (None when backups are off)."""
+    backup_scheduler: docker.Container | None = None
+    """The backup service container (None when ms5:backupSchedulerEnabled is false)."""
     monitoring: Monitoring | None = None
     """Exporter, Prometheus (+ Pushgateway) and Grafana; None when monitoringEnabled is false."""
     outputs: dict[str, pulumi.Input[object]] = field(default_factory=dict)
@@ -71,6 +91,17 @@ def build_stack(settings: Settings) -> Stack:
     )
     on_docker = pulumi.ResourceOptions(providers=[provider])
     labels = labels_for(settings)
+    migration_files = load_directory(migrations_dir(settings))
+
+    # ---- backups: the pre-change backup ---------------------------------------------------------
+    # Before the container is created or replaced and before the migrations (both depend on it),
+    # so every risky change starts from a verified backup. It reads no resource output: it finds
+    # the container by name (none on the first deploy).
+    backup = (
+        build_backup(settings, migrations=migration_files, backup_dir=BACKUP_DIR)
+        if settings.backups.enabled
+        else None
+    )
 
     # ---- database -------------------------------------------------------------------------------
     database = TimescaleDb(
@@ -83,10 +114,11 @@ def build_stack(settings: Settings) -> Stack:
             docker_host=settings.docker_host,
             labels=labels,
             allow_non_loopback_bind=settings.allow_non_loopback_bind,
+            container_depends_on=(backup,) if backup is not None else (),
         ),
         opts=on_docker,
     )
-    stack = Stack(settings=settings, database=database, preflight=preflight)
+    stack = Stack(settings=settings, database=database, preflight=preflight, backup=backup)
     stack.outputs.update(
         {
             "dbHost": database.host,
@@ -100,7 +132,7 @@ def build_stack(settings: Settings) -> Stack:
         }
     )
 
-    # ---- migrations (issue 3) -------------------------------------------------------------------
+    # ---- migrations --------------------------------------------------------------------------------
     # After the container is healthy (database.healthy); every resource that reads the schema depends
     # on `stack.migrations`. A bad migration file fails the program here, naming the file.
     migrations = MigrationSet(
@@ -110,16 +142,49 @@ def build_stack(settings: Settings) -> Stack:
             dsn=database.dsn,
             server_id=database.container.id,
             db_image=settings.database.image.reference,
-            migrations=load_directory(migrations_dir(settings)),
+            migrations=migration_files,
             repair=repair_entries(settings),
             settings=runner_settings(settings),
         ),
-        opts=pulumi.ResourceOptions(depends_on=[database.healthy]),
+        opts=pulumi.ResourceOptions(
+            depends_on=[database.healthy, *([backup] if backup is not None else [])]
+        ),
     )
     stack.migrations = migrations
     stack.outputs.update({"schemaVersion": migrations.current_version})
 
-    # ---- monitoring (issue 4) -------------------------------------------------------------------
+    # ---- backups: the restore drill -------------------------------------------------------------
+    # Restores each new backup into a scratch database on the running server (after the
+    # container change) and compares it with its manifest.
+    if backup is not None:
+        stack.restore_drill = build_drill(
+            settings, backup=backup, backup_dir=BACKUP_DIR, after=[database.healthy]
+        )
+        if settings.backups.scheduler_enabled:
+            stack.backup_scheduler = build_scheduler(
+                settings,
+                SchedulerInputs(
+                    image_id=database.image_id,
+                    network_name=database.network_name,
+                    backup_volume_name=database.backup_volume_name,
+                    password=database.password,
+                    backup_dir=BACKUP_DIR,
+                    pushgateway_url=scheduler_pushgateway_url(settings),
+                    labels=container_labels(labels, "backup-scheduler"),
+                    after=[database.healthy, migrations],
+                ),
+                on_docker,
+            )
+            stack.outputs["backupScheduler"] = stack.backup_scheduler.name
+        stack.outputs.update(
+            {
+                "lastBackup": backup.lastBackup,
+                "lastBackupResult": backup.lastResult,
+                "restoreDrillRtoSeconds": stack.restore_drill.rtoSeconds,
+            }
+        )
+
+    # ---- monitoring --------------------------------------------------------------------------------
     # The exporter starts after the migrations and after its pg_monitor role; Prometheus after the
     # exporter; Grafana after Prometheus and its read-only datasource role.
     if settings.raw.get("monitoringEnabled", True):
@@ -143,7 +208,7 @@ def build_stack(settings: Settings) -> Stack:
             }
         )
 
-    # ---- verification and benchmark (issue 10) --------------------------------------------------
+    # ---- verification and benchmark ---------------------------------------------------------------
     # Last: the Verification depends on every resource above and fails the deploy with a
     # per-check report; the Benchmark runs after it.
     build_checks_section(stack, migrations)
@@ -157,7 +222,9 @@ def build_checks_section(stack: Stack, migrations: MigrationSet) -> None:
     from ms5_components.verification.wiring import build_checks
 
     settings, database, monitoring = stack.settings, stack.database, stack.monitoring
-    after: list[pulumi.Resource] = [database.container, migrations]
+    after: list[pulumi.Resource] = [database.healthy, migrations]
+    # This deploy's backup and drill first, so the backup check reads their results.
+    after += [r for r in (stack.backup, stack.restore_drill) if r is not None]
     if monitoring is not None:
         after += [
             monitoring.exporter.container,

@@ -86,6 +86,9 @@ class TimescaleDbArgs:
     allow_non_loopback_bind: bool = False
     """ms5:allowNonLoopbackBind: the container carries the opt-in label for its published port
     (a change replaces the container, as a bind address change does)."""
+    container_depends_on: tuple[pulumi.Resource, ...] = ()
+    """Resources that must run before the container is created or replaced (the pre-change
+    backup)."""
 
 
 class TimescaleDb(pulumi.ComponentResource):
@@ -109,6 +112,10 @@ class TimescaleDb(pulumi.ComponentResource):
     """Superuser DSN from the Pulumi host (secret)."""
     image_digest: pulumi.Output[str]
     """Repository digest of the image the container runs."""
+    image_id: pulumi.Output[str]
+    """Local id of the image the container runs (for other containers of the same image)."""
+    backup_volume_name: pulumi.Output[str]
+    """Name of the backup volume (mounted at BACKUP_DIR)."""
     server_settings: dict[str, str]
     """The server settings passed on the command line (plain data, known at preview)."""
     container: docker.Container
@@ -253,6 +260,7 @@ class TimescaleDb(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
+                depends_on=list(args.container_depends_on),
                 # Never two servers on one data directory.
                 delete_before_replace=True,
                 # The password file is read once, at first initialisation; later password changes
@@ -304,6 +312,8 @@ class TimescaleDb(pulumi.ComponentResource):
             )
         )
         self.image_digest = image.repo_digest
+        self.image_id = image.image_id
+        self.backup_volume_name = backup_volume.name
         self.register_outputs(
             {
                 "network_name": self.network_name,

@@ -580,7 +580,7 @@ def _batch_row(inputs: DashboardInputs) -> RowSpec:
                 width=8,
             ),
             PanelSpec(
-                title="Backup size and duration",
+                title="Backup size",
                 kind="timeseries",
                 unit="bytes",
                 description="Size of the last published backup.",
@@ -590,7 +590,25 @@ def _batch_row(inputs: DashboardInputs) -> RowSpec:
                         legend="{{database}}",
                     ),
                 ),
-                width=8,
+                width=4,
+            ),
+            PanelSpec(
+                title="Backup duration and drill RTO",
+                kind="timeseries",
+                unit="s",
+                description="Wall time of the last backup run, and the restore time (RTO) of the "
+                "last successful restore drill.",
+                targets=(
+                    PromTarget(
+                        expr=f"max by (database) ({metrics.BACKUP_DURATION.name})",
+                        legend="backup {{database}}",
+                    ),
+                    PromTarget(
+                        expr=f"max by (database) ({metrics.RESTORE_DRILL_DURATION.name})",
+                        legend="drill RTO {{database}}",
+                    ),
+                ),
+                width=4,
             ),
             PanelSpec(
                 title="Benchmark results",

@@ -105,6 +105,13 @@ RESTORE_DRILL_LAST_RUN_SUCCESS = PushedMetric(
     labels=("database",),
     push_job=PUSH_JOB_RESTORE_DRILL,
 )
+RESTORE_DRILL_DURATION = PushedMetric(
+    name="ms5_restore_drill_duration_seconds",
+    kind="gauge",
+    help="Restore time (RTO) of the last successful restore drill: create, restore, post-restore.",
+    labels=("database",),
+    push_job=PUSH_JOB_RESTORE_DRILL,
+)
 BENCHMARK_THROUGHPUT = PushedMetric(
     name="ms5_benchmark_throughput_rows_per_second",
     kind="gauge",
@@ -148,6 +155,7 @@ PUSHED_METRICS: tuple[PushedMetric, ...] = (
     BACKUP_DURATION,
     RESTORE_DRILL_LAST_SUCCESS,
     RESTORE_DRILL_LAST_RUN_SUCCESS,
+    RESTORE_DRILL_DURATION,
     BENCHMARK_THROUGHPUT,
     BENCHMARK_THROUGHPUT_BASELINE,
     BENCHMARK_LATENCY,
