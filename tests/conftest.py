@@ -228,6 +228,35 @@ def _apache_only_gate(request: pytest.FixtureRequest) -> None:
 # ======================================================================================
 
 
+# ======================================================================================
+# Verification and benchmarks
+#
+#   migrated_database   function  DSN of a fresh UTF8 database with the MS5.0 migrations
+# ======================================================================================
+
+
+@pytest.fixture
+def migrated_database(pg_server: ms5_testenv.PostgresServer) -> Iterator[str]:
+    """A fresh database (UTF8) with the repository's migrations applied; dropped afterwards."""
+    from ms5_components.migrations import repository_migrations_dir
+    from ms5_components.migrations.plan import load_directory
+    from ms5_components.migrations.runner import run as run_migrations
+
+    name = f"ms5_verify_{uuid.uuid4().hex[:10]}"
+    ident = sql.Identifier(name)
+    with psycopg.connect(pg_server.dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(ident))
+    dsn = make_conninfo(pg_server.dsn, dbname=name)
+    try:
+        run_migrations(dsn, load_directory(repository_migrations_dir()))
+        yield dsn
+    finally:
+        with psycopg.connect(
+            pg_server.dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT
+        ) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+
+
 # ==================================================================================================
 # The program under mocks
 # ==================================================================================================

@@ -97,6 +97,10 @@ def staging(
         **engine_config(engine),
         "ms5:migrationsDir": str(migrations),
         "ms5:backupSchedule": SCHEDULE,
+        # The post-deploy checks have their own engine test (test_verification_on_engine.py,
+        # with a stand-in of Grafana's API on the Grafana port).
+        "ms5:verificationEnabled": False,
+        "ms5:benchmarkEnabled": False,
     }
     rehearsal = EngineRehearsal("staging", config, api=engine.api(), stack_name=name)
     first = rehearsal.up()

@@ -46,6 +46,9 @@ def rehearsal(
             "ms5:dbPassword": pg_server.password,
             "ms5:dbName": dbname,
             "ms5:migrationsDir": str(target),
+            # The post-deploy checks have their own rehearsal (tests/integration/test_verification_rehearsal.py).
+            "ms5:verificationEnabled": False,
+            "ms5:benchmarkEnabled": False,
         },
         rewrites=backups_in_test_root(
             str(testenv.root),

@@ -387,6 +387,7 @@ def test_program_registers_one_migration_set_after_the_database(program, stack) 
     assert reg.plain("database") == "ms5"
     assert reg.plain("provider_version") == "1"
     files = sorted(p.name for p in repository_migrations_dir().glob("V*.sql"))
+    assert files, "the repository has no migration"
     assert sorted(reg.plain("migrations")) == files
     assert all(
         set(v) == {"checksum", "description", "sql", "transactional", "version"}

@@ -68,3 +68,28 @@ def test_pin_images_without_docker(tmp_path):
     assert done.returncode == 1
     assert "pinning needs Docker to resolve tags" in done.stderr
     assert "https://docs.docker.com/engine/install/" in done.stderr
+
+
+def test_every_listed_command_dispatches_to_a_defined_function():
+    """Each `./ms5 X` in the usage header has a case arm calling a function that exists."""
+    import re
+
+    script = (ROOT / "ms5").read_text()
+    listed = set(re.findall(r"^#   \./ms5 ([a-z-]+)", script, flags=re.M))
+    arms = dict(re.findall(r"^  ([a-z-]+)\) shift; (cmd_[a-z_]+) ", script, flags=re.M))
+    defined = set(re.findall(r"^(cmd_[a-z_]+)\(\) \{", script, flags=re.M))
+    assert {"deploy", "test", "mutate", "restore"} <= listed
+    assert listed == set(arms), "usage header and case arms disagree"
+    assert set(arms.values()) <= defined, set(arms.values()) - defined
+
+
+def test_mutate_help_runs_through_ms5():
+    done = subprocess.run(
+        [str(ROOT / "ms5"), "mutate", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Mutation testing" in done.stdout

@@ -47,7 +47,7 @@ class MigrationError(Ms5Error):
     """A migration could not be planned or applied."""
 
 
-# ---- migrations (issue 3): one subclass per failure kind, each carrying the file/version ---------
+# ---- migrations: one subclass per failure kind, each carrying the file/version ---------
 
 
 class MigrationFileError(MigrationError):
@@ -194,6 +194,21 @@ class MonitoringError(Ms5Error):
 
 class RoleError(Ms5Error):
     """A database role cannot log in or its password cannot be brought in line with config."""
+
+
+# ---- verification and benchmarks -----------------------------------------------------------------
+
+
+class VerificationError(Ms5Error):
+    """The post-deploy verification found a failing check; the message is the per-check report."""
+
+
+class BenchmarkError(Ms5Error):
+    """The benchmark could not run, ran out of its time budget, or missed a gated threshold."""
+
+
+class RollbackError(Ms5Error):
+    """A rollback cannot proceed (no last-good record, a version check refused the restore)."""
 
 
 class BackupError(Ms5Error):

@@ -280,7 +280,7 @@ def _migration_repair(raw: str) -> str:
     return str(RepairEntry.parse(raw))
 
 
-# ---- monitoring parsers (issue 4) ----------------------------------------------------------------
+# ---- monitoring parsers ----------------------------------------------------------------
 
 
 def _image(raw: str) -> ImageRef:
@@ -291,6 +291,29 @@ def _grafana_password(raw: str) -> Secret:
     if raw.strip().lower() == "admin":
         raise ValueError("Grafana's default password admin is refused (the value is not shown)")
     return _password(raw)
+
+
+# ---- verification and benchmark parsers ----------------------------------------------------------
+
+
+def _verification_check(raw: str) -> str:
+    from ms5_components.verification.report import CHECKS
+
+    if raw not in CHECKS:
+        raise ValueError(f"expected one of: {', '.join(CHECKS)}")
+    return raw
+
+
+def _backup_source(raw: str) -> str:
+    if raw in ("none", "pushgateway") or (raw.startswith("dir:") and len(raw) > 4):
+        return raw
+    raise ValueError("expected none, pushgateway or dir:<path of the backup directory>")
+
+
+def _run_id(raw: str) -> str:
+    if len(raw) > 64 or any(ch.isspace() for ch in raw):
+        raise ValueError("expected up to 64 characters without white space")
+    return raw
 
 
 # ---- backups -------------------------------------------------------------------------------------
@@ -663,7 +686,7 @@ SPECS: tuple[Spec, ...] = (
         group="database",
         description="Container log rotation: rotated files kept.",
     ),
-    # ---- migrations (issue 3) ------------------------------------------------------------------
+    # ---- migrations ------------------------------------------------------------------
     Spec(
         key="migrationsDir",
         type="string",
@@ -719,7 +742,7 @@ SPECS: tuple[Spec, ...] = (
         "<version>:<sha256> (the drift error prints the exact entry); remove them after the "
         "deploy.",
     ),
-    # ---- monitoring (issue 4) ------------------------------------------------------------------
+    # ---- monitoring ------------------------------------------------------------------
     Spec(
         key="monitoringEnabled",
         type="boolean",
@@ -899,6 +922,181 @@ SPECS: tuple[Spec, ...] = (
         group="monitoring",
         description="Disk the database may use (data + WAL) in GiB: storage alerts fire at 80 "
         "% / 90 % of it and when growth would exceed it within 7 days / 1 day.",
+    ),
+    # ---- verification and benchmarks -----------------------------------------------------------
+    Spec(
+        key="verificationEnabled",
+        type="boolean",
+        default=True,
+        parse=_boolean,
+        group="verification",
+        description="Verify the stack at the end of every deploy (a failing check fails the "
+        "deploy with a per-check report).",
+    ),
+    Spec(
+        key="verificationWarnOnly",
+        type="array",
+        default=[],
+        parse=_string_list(_verification_check),
+        group="verification",
+        description="Checks whose failures only warn on this stack (extension, hypertables, "
+        "indexes, columnstore, retention, continuous_aggregates, jobs, exporter, prometheus, "
+        "pushgateway, grafana, dashboard, backup).",
+    ),
+    Spec(
+        key="verificationRunId",
+        type="string",
+        default="",
+        parse=_run_id,
+        group="verification",
+        description="Change it (any text) to run the verification again on the next `pulumi up` "
+        "although nothing it checks changed.",
+    ),
+    Spec(
+        key="verificationBackupSource",
+        type="string",
+        default="pushgateway",
+        parse=_backup_source,
+        group="verification",
+        description="Where the newest verified backup is read from: pushgateway (the backup "
+        "runner's ms5_backup_last_success_timestamp_seconds), dir:<path> (the backup directory "
+        "as mounted on the deploying host) or none.",
+    ),
+    Spec(
+        key="verificationSettleSeconds",
+        type="integer",
+        default=60,
+        parse=_integer(0, 3600),
+        group="verification",
+        description="How long the verification waits for Prometheus to have scraped every target "
+        "after a deploy before judging them.",
+    ),
+    Spec(
+        key="verificationTimeoutSeconds",
+        type="integer",
+        default=10,
+        parse=_integer(1, 600),
+        group="verification",
+        description="Timeout of each check's HTTP request or statement.",
+    ),
+    Spec(
+        key="benchmarkEnabled",
+        type="boolean",
+        default=True,
+        parse=_boolean,
+        group="benchmark",
+        description="Run the ingest/query/compression benchmark after the verification (in a "
+        "scratch schema, dropped afterwards).",
+    ),
+    Spec(
+        key="benchmarkRunId",
+        type="string",
+        default="",
+        parse=_run_id,
+        group="benchmark",
+        description="Change it to run the benchmark again on the next `pulumi up` although "
+        "nothing it depends on changed.",
+    ),
+    Spec(
+        key="benchmarkRows",
+        type="integer",
+        default=100_000,
+        parse=_integer(1_000, 100_000_000),
+        group="benchmark",
+        description="Rows the ingest benchmark writes (machine_metrics model, 24 h of data).",
+    ),
+    Spec(
+        key="benchmarkBatchSize",
+        type="integer",
+        default=5_000,
+        parse=_integer(100, 1_000_000),
+        group="benchmark",
+        description="Rows per binary COPY batch (one transaction each).",
+    ),
+    Spec(
+        key="benchmarkWorkers",
+        type="integer",
+        default=2,
+        parse=_integer(1, 64),
+        group="benchmark",
+        description="Parallel ingest connections.",
+    ),
+    Spec(
+        key="benchmarkQueryRuns",
+        type="integer",
+        default=20,
+        parse=_integer(3, 10_000),
+        group="benchmark",
+        description="Timed runs of each benchmark query (after the warm-up runs).",
+    ),
+    Spec(
+        key="benchmarkWarmupRuns",
+        type="integer",
+        default=3,
+        parse=_integer(0, 1_000),
+        group="benchmark",
+        description="Untimed warm-up runs of each benchmark query.",
+    ),
+    Spec(
+        key="benchmarkMinIngestRowsPerSecond",
+        type="integer",
+        default=1_000,
+        parse=_integer(1, 1_000_000_000),
+        group="benchmark",
+        description="Threshold: ingest throughput at least this many rows/s.",
+    ),
+    Spec(
+        key="benchmarkMaxQueryP95Ms",
+        type="integer",
+        default=100,
+        parse=_integer(1, 3_600_000),
+        group="benchmark",
+        description="Threshold: every benchmark query's p95 latency at most this many ms.",
+    ),
+    Spec(
+        key="benchmarkMinCompressionPercent",
+        type="integer",
+        default=70,
+        parse=_integer(0, 100),
+        group="benchmark",
+        description="Threshold (Timescale license): compressing the benchmark's chunks saves at "
+        "least this percentage of their size.",
+    ),
+    Spec(
+        key="benchmarkGate",
+        type="string",
+        default="auto",
+        parse=_enum("auto", "warn", "fail"),
+        group="benchmark",
+        description="A missed threshold fails the deploy (fail) or is reported (warn); auto: "
+        "fail in production, warn elsewhere.",
+    ),
+    Spec(
+        key="benchmarkMaxRegressionPercent",
+        type="integer",
+        default=25,
+        parse=_integer(0, 1_000),
+        group="benchmark",
+        description="Report a regression when throughput falls, or a query's p95 rises, by more "
+        "than this percentage against the previous run on the stack (0: off).",
+    ),
+    Spec(
+        key="benchmarkGateOnRegression",
+        type="boolean",
+        default=False,
+        parse=_boolean,
+        group="benchmark",
+        description="A reported regression fails the deploy where the benchmark gates "
+        "(production under auto).",
+    ),
+    Spec(
+        key="benchmarkTimeBudgetSeconds",
+        type="integer",
+        default=60,
+        parse=_integer(5, 3_600),
+        group="benchmark",
+        description="The whole benchmark must finish within this time; it is stopped (scratch "
+        "schema dropped) and fails when it does not.",
     ),
     # ---- backups (their own block above) ------------------------------------------------------
     *BACKUP_SPECS,

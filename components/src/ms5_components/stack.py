@@ -132,7 +132,7 @@ def build_stack(settings: Settings) -> Stack:
         }
     )
 
-    # ---- migrations (issue 3) -------------------------------------------------------------------
+    # ---- migrations --------------------------------------------------------------------------------
     # After the container is healthy (database.healthy); every resource that reads the schema depends
     # on `stack.migrations`. A bad migration file fails the program here, naming the file.
     migrations = MigrationSet(
@@ -184,7 +184,7 @@ def build_stack(settings: Settings) -> Stack:
             }
         )
 
-    # ---- monitoring (issue 4) -------------------------------------------------------------------
+    # ---- monitoring --------------------------------------------------------------------------------
     # The exporter starts after the migrations and after its pg_monitor role; Prometheus after the
     # exporter; Grafana after Prometheus and its read-only datasource role.
     if settings.raw.get("monitoringEnabled", True):
@@ -208,4 +208,58 @@ def build_stack(settings: Settings) -> Stack:
             }
         )
 
+    # ---- verification and benchmark ---------------------------------------------------------------
+    # Last: the Verification depends on every resource above and fails the deploy with a
+    # per-check report; the Benchmark runs after it.
+    build_checks_section(stack, migrations)
+
     return stack
+
+
+def build_checks_section(stack: Stack, migrations: MigrationSet) -> None:
+    """The Verification and Benchmark resources and their outputs."""
+    from ms5_components.verification.expectations import derive
+    from ms5_components.verification.wiring import build_checks
+
+    settings, database, monitoring = stack.settings, stack.database, stack.monitoring
+    after: list[pulumi.Resource] = [database.healthy, migrations]
+    # This deploy's backup and drill first, so the backup check reads their results.
+    after += [r for r in (stack.backup, stack.restore_drill) if r is not None]
+    if monitoring is not None:
+        after += [
+            monitoring.exporter.container,
+            monitoring.prometheus,
+            monitoring.grafana,
+        ]
+    checks = build_checks(
+        settings,
+        database=database.database,
+        dsn=database.dsn,
+        db_image=database.image_digest,
+        schema_version=migrations.current_version,
+        migration_checksums=migrations.checksums,
+        migration_files=migrations.migration_files,
+        extension_version=migrations.timescaledb_version,
+        expectations=derive(load_directory(migrations_dir(settings))).to_input(),
+        prometheus_url=monitoring.prometheus.url if monitoring else None,
+        pushgateway_url=monitoring.prometheus.pushgateway_url if monitoring else None,
+        grafana_url=monitoring.grafana.url if monitoring else None,
+        grafana_password=monitoring.grafana_admin_password if monitoring else None,
+        after=after,
+    )
+    if checks.verification is not None:
+        stack.outputs.update(
+            {
+                "verificationStatus": checks.verification.status,
+                "verificationReport": checks.verification.report,
+                "lastGood": checks.verification.lastGood,
+            }
+        )
+    if checks.benchmark is not None:
+        stack.outputs.update(
+            {
+                "benchmarkStatus": checks.benchmark.status,
+                "benchmarkResults": checks.benchmark.results,
+                "benchmarkFindings": checks.benchmark.findings,
+            }
+        )

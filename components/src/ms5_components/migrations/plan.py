@@ -217,6 +217,8 @@ def split_statements(text: str, filename: str = "<sql>") -> tuple[Statement, ...
                 if c == "\n":
                     line += 1
                 if escapes and c == "\\":
+                    if text[j + 1 : j + 2] == "\n":
+                        line += 1
                     j += 2
                     continue
                 if c == "'":

@@ -36,6 +36,8 @@ POSTGRES_UID = "ms5-timescaledb"
 """uid of the provisioned read-only PostgreSQL datasource."""
 DASHBOARD_UID = "ms5-timescaledb"
 """uid of the dashboard (stable links)."""
+DASHBOARD_TITLE = "MS5.0 TimescaleDB"
+"""Title of the dashboard (the verification checks it)."""
 
 ORIGINAL_PANELS: tuple[str, ...] = (
     "Cache hit ratio",
@@ -633,6 +635,65 @@ def _batch_row(inputs: DashboardInputs) -> RowSpec:
     )
 
 
+def _benchmark_row() -> RowSpec:
+    """The Benchmark resource's results (pushed after every run; thresholds as baselines)."""
+    return RowSpec(
+        title="Benchmarks",
+        panels=(
+            PanelSpec(
+                title="Benchmark ingest throughput",
+                kind="timeseries",
+                unit="rows/s",
+                description="Rows per second of the last binary COPY ingest benchmark and the "
+                "stack's floor (ms5:benchmarkMinIngestRowsPerSecond).",
+                targets=(
+                    PromTarget(
+                        expr=f"max by (benchmark) ({metrics.BENCHMARK_THROUGHPUT.name})",
+                        legend="{{benchmark}}",
+                    ),
+                    PromTarget(
+                        expr=f"max by (benchmark) ({metrics.BENCHMARK_THROUGHPUT_BASELINE.name})",
+                        legend="floor {{benchmark}}",
+                    ),
+                ),
+                width=8,
+            ),
+            PanelSpec(
+                title="Benchmark query latency (p95)",
+                kind="timeseries",
+                unit="s",
+                description="p95 latency of each benchmark query in the last run and the "
+                "stack's ceiling (ms5:benchmarkMaxQueryP95Ms).",
+                targets=(
+                    PromTarget(
+                        expr=f'max by (benchmark) ({metrics.BENCHMARK_LATENCY.name}{{quantile="0.95"}})',
+                        legend="{{benchmark}}",
+                    ),
+                    PromTarget(
+                        expr=f'max({metrics.BENCHMARK_LATENCY_BASELINE.name}{{quantile="0.95"}})',
+                        legend="ceiling",
+                    ),
+                ),
+                width=8,
+            ),
+            PanelSpec(
+                title="Benchmark age",
+                kind="stat",
+                unit="h",
+                description="Hours since the benchmark last completed (it runs on deploys "
+                "that change the image, the schema or its settings).",
+                targets=(
+                    PromTarget(
+                        expr=f"(time() - max({metrics.BENCHMARK_LAST_RUN.name})) / 3600",
+                        legend="since last benchmark",
+                    ),
+                ),
+                width=8,
+            ),
+        ),
+    )
+
+
 def _exporter_row() -> RowSpec:
     return RowSpec(
         title="Monitoring health",
@@ -666,6 +727,7 @@ def dashboard_spec(inputs: DashboardInputs) -> tuple[RowSpec, ...]:
         _health_row(inputs),
         _timescale_row(),
         _batch_row(inputs),
+        _benchmark_row(),
         _exporter_row(),
     )
     titles = [p.title for r in rows for p in r.panels]
@@ -792,7 +854,7 @@ def _panel(spec: PanelSpec, panel_id: int) -> PanelBuilder:
 def build_dashboard(inputs: DashboardInputs) -> dict[str, object]:
     """The dashboard JSON model (a plain dict)."""
     builder = (
-        dash.Dashboard("MS5.0 TimescaleDB")
+        dash.Dashboard(DASHBOARD_TITLE)
         .uid(DASHBOARD_UID)
         .description(
             "MS5.0 manufacturing platform: TimescaleDB health, TimescaleDB features, "

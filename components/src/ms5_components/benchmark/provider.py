@@ -1,0 +1,267 @@
+"""``Benchmark``: the ingest/query/compression benchmark as a Pulumi dynamic resource.
+
+Runs after the verification (it depends on it) and again when what it measures changes: the
+database image, the schema version, its own parameters and thresholds, or ``ms5:benchmarkRunId``
+(change it to run on demand). A no-op ``pulumi up`` runs nothing.
+
+- ``check`` validates the inputs (``thresholds`` object with ``minIngestRowsPerSecond``,
+  ``maxQueryP95Ms``, ``minCompressionRatio``; ``gate``); ``diff`` compares meaningful inputs only;
+- ``create``/``update`` run :func:`ms5_components.benchmark.runner.run`, store the measurements in
+  ``ms5_meta.benchmark_results``, push them to the Pushgateway, and judge them against the
+  thresholds and the previous run on the stack. With ``gate`` a missed threshold (or, with
+  ``gateOnRegression``, a regression) fails the deploy with the results in the message; without
+  it the findings are reported as warnings in the outputs. A run that fails or exceeds its time
+  budget fails the deploy; its scratch schema is dropped (or by the next run);
+- ``delete`` drops leftover scratch schemas only when it can reach the database; results stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+PROVIDER_VERSION = "1"
+TYPE_TOKEN = "pulumi-python:dynamic/ms5:Benchmark"  # noqa: S105 - a type token
+
+DIFF_KEYS = (
+    "stack",
+    "dbImage",
+    "schemaVersion",
+    "runId",
+    "rows",
+    "batchSize",
+    "workers",
+    "queryRuns",
+    "warmupRuns",
+    "timeBudgetSeconds",
+    "thresholds",
+    "gate",
+    "maxRegressionPercent",
+    "gateOnRegression",
+    "pushgatewayUrl",
+    "providerVersion",
+)
+
+_INT_LIMITS: Mapping[str, tuple[int, int]] = {
+    "rows": (1_000, 100_000_000),
+    "batchSize": (100, 1_000_000),
+    "workers": (1, 64),
+    "queryRuns": (3, 10_000),
+    "warmupRuns": (0, 1_000),
+    "timeBudgetSeconds": (5, 3_600),
+    "maxRegressionPercent": (0, 1_000),
+}
+THRESHOLD_KEYS = ("minIngestRowsPerSecond", "maxQueryP95Ms", "minCompressionRatio")
+
+
+def _is_unknown(value: object) -> bool:
+    from ms5_components.migrations.provider import _is_unknown as unknown
+
+    return unknown(value)
+
+
+class BenchmarkProvider(ResourceProvider):
+    """Dynamic provider of :class:`Benchmark`. Holds no state between calls."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures: list[CheckFailure] = []
+        for key, (lo, hi) in _INT_LIMITS.items():
+            value = news.get(key)
+            if value is None or _is_unknown(value):
+                continue
+            if not isinstance(value, (int, float)) or int(value) != value or not lo <= value <= hi:
+                failures.append(
+                    CheckFailure(key, f"expected a whole number from {lo} to {hi}, got {value!r}")
+                )
+        thresholds = news.get("thresholds")
+        if not _is_unknown(thresholds):
+            if not isinstance(thresholds, Mapping):
+                failures.append(CheckFailure("thresholds", "expected an object"))
+            else:
+                for key in THRESHOLD_KEYS:
+                    value = thresholds.get(key)
+                    if not isinstance(value, (int, float)) or value < 0:
+                        failures.append(
+                            CheckFailure(
+                                f"thresholds.{key}", f"expected a number >= 0, got {value!r}"
+                            )
+                        )
+                ratio = thresholds.get("minCompressionRatio")
+                if isinstance(ratio, (int, float)) and ratio > 1:
+                    failures.append(
+                        CheckFailure(
+                            "thresholds.minCompressionRatio",
+                            f"expected a fraction from 0 to 1 (0.7 = 70 %), got {ratio!r}",
+                        )
+                    )
+        gate = news.get("gate")
+        if not _is_unknown(gate) and not isinstance(gate, bool):
+            failures.append(CheckFailure("gate", f"expected true or false, got {gate!r}"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in DIFF_KEYS if _is_unknown(news.get(k)) or olds.get(k) != news.get(k)]
+        return DiffResult(
+            changes=bool(changed), replaces=[], stables=[], delete_before_replace=False
+        )
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=f"ms5-benchmark-{props.get('stack')}", outs=run_benchmark(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=run_benchmark(news))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Drops nothing: the results history stays in ``ms5_meta.benchmark_results``. (Scratch
+        schemas are dropped by each run, and leftovers of a killed run by the next one.)"""
+
+
+def config_from_props(props: Mapping[str, Any]) -> Any:
+    from ms5_components.benchmark.runner import BenchmarkConfig
+
+    return BenchmarkConfig(
+        dsn=str(props["dsn"]),
+        stack=str(props.get("stack") or "stack"),
+        rows=int(props.get("rows") or 100_000),
+        batch_size=int(props.get("batchSize") or 5_000),
+        workers=int(props.get("workers") or 2),
+        query_runs=int(props.get("queryRuns") or 20),
+        warmup_runs=int(props.get("warmupRuns") or 0),
+        time_budget_seconds=float(props.get("timeBudgetSeconds") or 60),
+        run_id=str(props.get("runId") or ""),
+    )
+
+
+def run_benchmark(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Run, store, push, judge; returns the outputs or raises :class:`BenchmarkError`."""
+    from ms5_components.benchmark import runner
+    from ms5_components.benchmark.plan import Thresholds, evaluate
+    from ms5_components.errors import BenchmarkError
+
+    config = config_from_props(props)
+    thresholds = Thresholds.from_input(props.get("thresholds") or {})
+    previous = runner.previous_run(config.dsn, config.stack)
+    result = runner.run(config)
+    runner.record(config.dsn, result, run_id=config.run_id)
+    pushed = ""
+    url = str(props.get("pushgatewayUrl") or "")
+    if url:
+        try:
+            runner.push(url, result, thresholds)
+            pushed = url
+        except OSError as exc:
+            pushed = f"push failed: {exc}"
+    gate = bool(props.get("gate"))
+    report = evaluate(
+        result,
+        thresholds,
+        previous=previous,
+        max_regression_percent=float(props.get("maxRegressionPercent") or 0),
+        gate_on_regression=bool(props.get("gateOnRegression")) and gate,
+    )
+    title = f"Benchmark ms5-benchmark-{config.stack}"
+    if gate and report.status == "fail":
+        raise BenchmarkError(report.render(title=title))
+    from ms5_components.verification.report import Report
+
+    shown = report if gate else Report.build(report.findings, warn_only=_all_checks(report))
+    outs: dict[str, Any] = {k: props.get(k) for k in DIFF_KEYS}
+    outs.update(
+        {
+            "status": shown.status,
+            "results": result.to_output(),
+            "findings": shown.to_output(),
+            "previous": {f"{b}/{m}": v for (b, m), v in sorted(previous.items())},
+            "pushed": pushed,
+        }
+    )
+    return outs
+
+
+def _all_checks(report: Any) -> list[str]:
+    return sorted({f.check for f in report.findings})
+
+
+# --------------------------------------------------------------------------------------------------
+# The resource
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchmarkArgs:
+    """Inputs of :class:`Benchmark` (none replaces it; every one but the DSN re-runs it)."""
+
+    stack: str
+    dsn: pulumi.Input[str]
+    """Superuser DSN from the Pulumi host (secret)."""
+    thresholds: Mapping[str, float]
+    """``minIngestRowsPerSecond``, ``maxQueryP95Ms``, ``minCompressionRatio`` (fraction saved)."""
+    gate: bool
+    """A missed threshold fails the deploy (production) instead of warning."""
+    db_image: pulumi.Input[str] = ""
+    schema_version: pulumi.Input[str] = ""
+    run_id: str = ""
+    rows: int = 100_000
+    batch_size: int = 5_000
+    workers: int = 2
+    query_runs: int = 20
+    warmup_runs: int = 3
+    time_budget_seconds: int = 60
+    max_regression_percent: int = 25
+    gate_on_regression: bool = False
+    pushgateway_url: pulumi.Input[str] | None = None
+
+
+class Benchmark(pulumi.dynamic.Resource, module="ms5", name="Benchmark"):
+    """The benchmark (see the module docstring)."""
+
+    status: pulumi.Output[str]
+    """ok, or warn (findings that do not gate on this stack)."""
+    results: pulumi.Output[dict[str, Any]]
+    """ingest (rows/s, batch p50/p95/p99), queries (p50/p95/p99 ms each), compression."""
+    findings: pulumi.Output[list[dict[str, str]]]
+    """Thresholds and regression verdicts."""
+
+    def __init__(
+        self, name: str, args: BenchmarkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(
+            BenchmarkProvider(),
+            name,
+            {
+                "stack": args.stack,
+                "dsn": pulumi.Output.secret(args.dsn),
+                "thresholds": {k: float(args.thresholds[k]) for k in sorted(args.thresholds)},
+                "gate": args.gate,
+                "dbImage": args.db_image,
+                "schemaVersion": args.schema_version,
+                "runId": args.run_id,
+                "rows": args.rows,
+                "batchSize": args.batch_size,
+                "workers": args.workers,
+                "queryRuns": args.query_runs,
+                "warmupRuns": args.warmup_runs,
+                "timeBudgetSeconds": args.time_budget_seconds,
+                "maxRegressionPercent": args.max_regression_percent,
+                "gateOnRegression": args.gate_on_regression,
+                "pushgatewayUrl": args.pushgateway_url or "",
+                "providerVersion": PROVIDER_VERSION,
+                "status": None,
+                "results": None,
+                "findings": None,
+                "previous": None,
+                "pushed": None,
+            },
+            opts,
+        )

@@ -1,0 +1,277 @@
+"""``./ms5 rollback STACK``: back to the last deploy that verified green.
+
+The record is the Verification resource's ``lastGood`` output in the stack's state. A failed
+verification fails its update, so the state keeps the previous outputs: after a bad deploy,
+``lastGood`` still describes the last good one - the database image (digest and the ``dbImage``
+setting), every non-secret setting, the schema version, the TimescaleDB version and the migration
+files it ran with.
+
+The plan (:func:`plan_rollback`, pure) compares that record with the stack now:
+
+- settings that differ are set back (``pulumi config set``), the image with them;
+- when the failed deploy changed the data's shape - the schema version or the installed
+  TimescaleDB version in state differ from the record - the pre-change backup must be restored
+  first, through the restore command (``./ms5 restore STACK BACKUP --force``), which refuses a
+  backup whose PostgreSQL/TimescaleDB versions do not fit the server before touching anything;
+- migration files in the checkout that the last good deploy did not have would be applied again
+  by the next ``pulumi up``: the rollback stops and names them (check out the last good commit,
+  or move them aside);
+- then ``pulumi up`` redeploys the previous image and settings, and the verification runs again.
+
+Nothing is done before the whole plan is known; ``--dry-run`` prints it and stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ms5_components.errors import Ms5Error, RollbackError
+
+VERIFICATION = "pulumi-python:dynamic/ms5:Verification"
+MIGRATION_SET = "pulumi-python:dynamic/ms5:MigrationSet"
+NAMESPACE = "ms5"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackState:
+    """What the rollback reads from the stack's state and config."""
+
+    last_good: Mapping[str, Any] | None
+    """The Verification's ``lastGood`` output (None: never verified green)."""
+    schema_version: str
+    """``current_version`` of the MigrationSet in state (what the failed deploy left)."""
+    extension_version: str
+    """``timescaledb_version`` of the MigrationSet in state."""
+    settings: Mapping[str, str]
+    """The stack's effective non-secret settings now (config merged with defaults)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollbackPlan:
+    config: tuple[tuple[str, str, str], ...]
+    """(key, now, back to) for every setting to set back."""
+    restore_reason: str = ""
+    """Why the pre-change backup must be restored first ('' when not)."""
+    new_migrations: tuple[str, ...] = ()
+    """Migration files in the checkout the last good deploy did not run."""
+    last_good: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.config and not self.restore_reason and not self.new_migrations
+
+    def render(self, stack: str, backup: str | None) -> str:
+        good = self.last_good
+        lines = [
+            f"rollback of stack {stack} to the deploy verified at {good.get('verifiedAt', '?')} "
+            f"(schema version {good.get('schemaVersion') or '-'}, TimescaleDB "
+            f"{good.get('extensionVersion') or '-'}, image {good.get('dbImage') or '-'}):"
+        ]
+        if self.restore_reason:
+            which = backup or f"(choose one: ./ms5 restore {stack})"
+            lines.append(f"  1. restore the pre-change backup {which}: {self.restore_reason}")
+        for key, now, back in self.config:
+            lines.append(f"  - ms5:{key}: {now} -> {back}")
+        if self.new_migrations:
+            lines.append(
+                "  ! migration files the last good deploy did not run: "
+                + ", ".join(self.new_migrations)
+            )
+        if self.nothing_to_do:
+            lines.append("  nothing differs: the stack is at its last good deploy")
+        else:
+            lines.append(f"  then: pulumi up --stack {stack} (verification runs again)")
+        return "\n".join(lines)
+
+
+def plan_rollback(state: StackState, migration_files: Mapping[str, str]) -> RollbackPlan:
+    """What to do to return to ``state.last_good`` (pure)."""
+    good = state.last_good
+    if not good:
+        raise RollbackError(
+            "no last good deploy recorded (the Verification resource has no lastGood output): "
+            "nothing verified green on this stack yet, so there is nothing to roll back to"
+        )
+    wanted = good.get("settings") or {}
+    changes = []
+    for key in sorted(set(wanted) | set(state.settings)):
+        now = state.settings.get(key)
+        back = wanted.get(key)
+        if back is not None and now != back:
+            changes.append((key, str(now), str(back)))
+    reasons = []
+    if str(good.get("schemaVersion") or "") != state.schema_version:
+        reasons.append(
+            f"the failed deploy migrated the schema from version {good.get('schemaVersion')} to "
+            f"{state.schema_version}"
+        )
+    if str(good.get("extensionVersion") or "") != state.extension_version:
+        reasons.append(
+            f"the failed deploy updated TimescaleDB from {good.get('extensionVersion')} to "
+            f"{state.extension_version}"
+        )
+    recorded = good.get("migrationFiles") or {}
+    new = tuple(sorted(set(migration_files) - set(recorded)))
+    return RollbackPlan(
+        config=tuple(changes),
+        restore_reason="; ".join(reasons),
+        new_migrations=new,
+        last_good=good,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the stack and doing it (the Pulumi CLI and the restore command)
+# --------------------------------------------------------------------------------------------------
+
+Runner = Callable[[Sequence[str]], str]
+
+
+def _run(argv: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise RollbackError(f"{argv[0]} is not installed (needed for the rollback)") from None
+    if done.returncode != 0:
+        raise RollbackError(
+            f"`{' '.join(argv[:4])} ...` failed (exit {done.returncode}): "
+            f"{(done.stderr or done.stdout).strip()[-2000:]}"
+        )
+    return done.stdout
+
+
+def read_state(stack: str, run: Runner = _run) -> StackState:
+    """The Verification's ``lastGood`` and the MigrationSet's versions from ``pulumi stack
+    export``; the effective settings from ``pulumi config --json`` (secrets never read)."""
+    from ms5_components.settings import load_settings
+    from ms5_components.verification.provider import public_settings
+
+    deployment = json.loads(run(["pulumi", "stack", "export", "--stack", stack]))
+    resources = (deployment.get("deployment") or {}).get("resources") or []
+    last_good = None
+    schema_version = extension_version = ""
+    for resource in resources:
+        outputs = resource.get("outputs") or {}
+        if resource.get("type") == VERIFICATION:
+            last_good = outputs.get("lastGood") or None
+        elif resource.get("type") == MIGRATION_SET:
+            schema_version = str(outputs.get("current_version") or "")
+            extension_version = str(outputs.get("timescaledb_version") or "")
+    config = json.loads(run(["pulumi", "config", "--stack", stack, "--json"]))
+    raw = {
+        key: (
+            value.get("value")
+            if isinstance(value.get("value"), str)
+            else json.dumps(value.get("value"))
+        )
+        for key, value in config.items()
+        if isinstance(value, Mapping) and not value.get("secret") and value.get("value") is not None
+    }
+    settings = load_settings({k: str(v) for k, v in raw.items()}, stack=stack)
+    return StackState(
+        last_good=last_good,
+        schema_version=schema_version,
+        extension_version=extension_version,
+        settings=public_settings(settings),
+    )
+
+
+def execute(
+    stack: str,
+    plan: RollbackPlan,
+    *,
+    backup: str | None,
+    restore_command: Sequence[str] | None,
+    run: Runner = _run,
+    up: bool = True,
+) -> list[str]:
+    """Do the plan; returns the commands run. Refuses before the first command when the plan
+    cannot be completed (new migration files, a restore without a backup or a command)."""
+    if plan.new_migrations:
+        raise RollbackError(
+            "the checkout has migration files the last good deploy did not run ("
+            + ", ".join(plan.new_migrations)
+            + "): `pulumi up` would apply them again. Check out the commit of the last good "
+            "deploy (or move those files aside), then run the rollback again"
+        )
+    if plan.restore_reason and not backup:
+        raise RollbackError(
+            f"{plan.restore_reason}: the pre-change backup must be restored first. List the "
+            f"backups with `./ms5 restore {stack}` and pass the one taken before the failed "
+            f"deploy: `./ms5 rollback {stack} --backup <name>`"
+        )
+    if plan.restore_reason and restore_command is None:
+        raise RollbackError(
+            f"{plan.restore_reason}: the pre-change backup must be restored first, but this "
+            "checkout has no restore command (the backups capability: "
+            "ms5_components.backups.restore, `./ms5 restore`). Restore the backup by hand with "
+            "pg_restore into an empty database, then run the rollback again"
+        )
+    done: list[str] = []
+    if plan.restore_reason and restore_command is not None and backup:
+        argv = [*restore_command, stack, backup, "--force"]
+        run(argv)
+        done.append(" ".join(argv))
+    for key, _now, back in plan.config:
+        argv = ["pulumi", "config", "set", "--stack", stack, f"{NAMESPACE}:{key}", back]
+        run(argv)
+        done.append(" ".join(argv))
+    if up and not plan.nothing_to_do:
+        argv = ["pulumi", "up", "--stack", stack, "--yes", "--skip-preview"]
+        run(argv)
+        done.append(" ".join(argv))
+    return done
+
+
+def default_restore_command() -> list[str] | None:
+    """The restore command of the backups capability, when this checkout has it."""
+    import importlib.util
+
+    if importlib.util.find_spec("ms5_components.backups.restore") is None:
+        return None
+    return [sys.executable, "-m", "ms5_components.backups.restore"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="./ms5 rollback", description="Return a stack to its last deploy that verified."
+    )
+    parser.add_argument("stack")
+    parser.add_argument("--backup", help="the pre-change backup to restore (when one is needed)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    parser.add_argument(
+        "--migrations-dir", default="", help="the checkout's migrations (default: the stack's)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        from ms5_components.migrations import repository_migrations_dir
+        from ms5_components.migrations.plan import load_directory
+
+        state = read_state(args.stack)
+        directory = (
+            Path(args.migrations_dir) if args.migrations_dir else repository_migrations_dir()
+        )
+        files = {m.filename: m.checksum for m in load_directory(directory)}
+        plan = plan_rollback(state, files)
+        print(plan.render(args.stack, args.backup))
+        if args.dry_run or plan.nothing_to_do:
+            return 0
+        for command in execute(
+            args.stack, plan, backup=args.backup, restore_command=default_restore_command()
+        ):
+            print(f"done: {command}")
+    except Ms5Error as exc:
+        print(f"ms5 rollback: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

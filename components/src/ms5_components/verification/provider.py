@@ -1,0 +1,356 @@
+"""``Verification``: the post-deploy checks as a Pulumi dynamic resource.
+
+Created at the end of every deploy (it depends on every other resource of the stack) and run again
+whenever anything it checks changes: its inputs carry the expectations derived from the migration
+files, the schema version and migration checksums the MigrationSet recorded, the database image,
+a hash of the stack's settings and ``ms5:verificationRunId`` (change it to run the checks on
+demand). A no-op ``pulumi up`` has identical inputs and runs nothing.
+
+Operations:
+
+- ``check`` validates the inputs (never touches anything); ``diff`` compares the meaningful inputs
+  (not the DSN, the password, the timeouts or the serialized provider); nothing replaces it;
+- ``create``/``update`` run :func:`ms5_components.verification.runner.verify` (read only). A
+  failing report raises :class:`~ms5_components.errors.VerificationError` carrying the per-check
+  report (object and next step on each line): the deploy fails, and the resource keeps its
+  previous outputs, so ``lastGood`` still describes the last deploy that verified green (the
+  rollback reads it). A passing report (ok, or warnings only) is returned as the outputs
+  ``status``, ``report`` and ``counts``, and becomes the new ``lastGood``;
+- ``delete`` does nothing (it never changed anything).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+if TYPE_CHECKING:
+    from ms5_components.settings import Settings
+    from ms5_components.verification.report import Report
+
+PROVIDER_VERSION = "1"
+TYPE_TOKEN = "pulumi-python:dynamic/ms5:Verification"  # noqa: S105 - a type token
+
+DIFF_KEYS = (
+    "database",
+    "expectations",
+    "schemaVersion",
+    "migrationChecksums",
+    "migrationFiles",
+    "extensionVersion",
+    "dbImage",
+    "settingsHash",
+    "runId",
+    "prometheusUrl",
+    "pushgatewayUrl",
+    "grafanaUrl",
+    "dashboardUid",
+    "exporterJobs",
+    "backupSource",
+    "backupMaxAgeHours",
+    "warnOnly",
+    "providerVersion",
+)
+"""What the verification checks or how it judges: a change re-runs it."""
+
+_BACKUP_SOURCE_HELP = "none, pushgateway or dir:<path>"
+
+
+def _is_unknown(value: object) -> bool:
+    from ms5_components.migrations.provider import _is_unknown as unknown
+
+    return unknown(value)
+
+
+def settings_hash(values: Mapping[str, object]) -> str:
+    """sha256 of the non-secret settings (sorted JSON): any setting change re-runs the checks."""
+    text = json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def public_settings(settings: Settings) -> dict[str, str]:
+    """Every non-secret setting as the text a stack file holds (for the hash and ``lastGood``)."""
+    from ms5_components.settings import SPECS, ImageRef
+
+    out: dict[str, str] = {}
+    for spec in SPECS:
+        if spec.secret:
+            continue
+        value = settings.raw.get(spec.key)
+        if value is None:
+            continue
+        if isinstance(value, ImageRef):
+            out[spec.key] = value.reference
+        elif isinstance(value, bool):
+            out[spec.key] = "true" if value else "false"
+        elif isinstance(value, tuple):
+            out[spec.key] = json.dumps(
+                [("=".join(v) if isinstance(v, tuple) else str(v)) for v in value]
+            )
+        else:
+            out[spec.key] = str(value)
+    return dict(sorted(out.items()))
+
+
+class VerificationProvider(ResourceProvider):
+    """Dynamic provider of :class:`Verification`. Holds no state between calls."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        from ms5_components.verification.report import CHECKS
+
+        failures: list[CheckFailure] = []
+        warn_only = news.get("warnOnly") or []
+        if not _is_unknown(warn_only):
+            for item in warn_only:
+                if item not in CHECKS:
+                    failures.append(
+                        CheckFailure(
+                            "warnOnly",
+                            f"unknown check {item!r}; expected one of {', '.join(CHECKS)}",
+                        )
+                    )
+        source = news.get("backupSource") or "none"
+        if not _is_unknown(source) and not (
+            source in ("none", "pushgateway") or str(source).startswith("dir:")
+        ):
+            failures.append(
+                CheckFailure("backupSource", f"got {source!r}; expected {_BACKUP_SOURCE_HELP}")
+            )
+        dsn = news.get("dsn")
+        if not _is_unknown(dsn) and (not isinstance(dsn, str) or not dsn.strip()):
+            failures.append(CheckFailure("dsn", "expected the database's DSN (value not shown)"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in DIFF_KEYS if _is_unknown(news.get(k)) or olds.get(k) != news.get(k)]
+        return DiffResult(
+            changes=bool(changed), replaces=[], stables=[], delete_before_replace=False
+        )
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        """Run the checks; a failing report fails the create (nothing recorded)."""
+        outs = _run(props)
+        return CreateResult(id_=f"ms5-verification-{props.get('stack') or 'stack'}", outs=outs)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Run the checks again; a failing report fails the update (the previous outputs, and
+        so the previous ``lastGood``, stay in state)."""
+        return UpdateResult(outs=_run(news))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Nothing to undo: the verification only reads."""
+
+
+def target_from_props(props: Mapping[str, Any]) -> Any:
+    """The :class:`~ms5_components.verification.runner.VerificationTarget` of the inputs."""
+    from ms5_components.verification.expectations import Expectations
+    from ms5_components.verification.runner import (
+        GrafanaTarget,
+        VerificationTarget,
+        backup_source_from,
+    )
+
+    def opt(key: str) -> str | None:
+        value = props.get(key)
+        return str(value).rstrip("/") if value else None
+
+    grafana_url = opt("grafanaUrl")
+    grafana = None
+    if grafana_url:
+        grafana = GrafanaTarget(
+            url=grafana_url,
+            user=str(props.get("grafanaUser") or ""),
+            password=str(props.get("grafanaPassword") or ""),
+            dashboard_uid=str(props.get("dashboardUid") or ""),
+            dashboard_title=str(props.get("dashboardTitle") or ""),
+            panels=tuple(str(p) for p in props.get("dashboardPanels") or ()),
+        )
+    pushgateway = opt("pushgatewayUrl")
+    return VerificationTarget(
+        dsn=str(props["dsn"]),
+        database=str(props["database"]),
+        expectations=Expectations.from_input(props.get("expectations") or {}),
+        prometheus_url=opt("prometheusUrl"),
+        pushgateway_url=pushgateway,
+        grafana=grafana,
+        exporter_jobs=tuple(str(j) for j in props.get("exporterJobs") or ()),
+        backups=backup_source_from(
+            str(props.get("backupSource") or "none"), pushgateway_url=pushgateway
+        ),
+        backup_max_age_hours=int(props.get("backupMaxAgeHours") or 26),
+        warn_only=tuple(str(c) for c in props.get("warnOnly") or ()),
+        settle_seconds=float(props.get("settleSeconds") or 0),
+        timeout_seconds=float(props.get("timeoutSeconds") or 10),
+    )
+
+
+def _secrets(props: Mapping[str, Any]) -> list[str]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    out = [str(props.get("grafanaPassword") or "")]
+    import psycopg
+
+    with contextlib.suppress(psycopg.ProgrammingError):  # a malformed DSN carries no password
+        out.append(str(conninfo_to_dict(str(props.get("dsn") or "")).get("password") or ""))
+    return [s for s in out if s]
+
+
+def scrub_secrets(text: str, props: Mapping[str, Any]) -> str:
+    for secret in _secrets(props):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _run(props: Mapping[str, Any]) -> dict[str, Any]:
+    import time
+
+    from ms5_components.errors import VerificationError
+    from ms5_components.verification.runner import verify
+
+    report = verify(target_from_props(props))
+    if report.status == "fail":
+        raise VerificationError(
+            scrub_secrets(
+                report.render(title=f"Verification ms5-verification-{props.get('stack')}"),
+                props,
+            )
+        )
+    return outputs(props, report, verified_at=time.time())
+
+
+def outputs(props: Mapping[str, Any], report: Report, *, verified_at: float) -> dict[str, Any]:
+    """The outputs of a passing run: the diff basis, the report and the last-good record."""
+    from datetime import UTC, datetime
+
+    outs: dict[str, Any] = {k: props.get(k) for k in DIFF_KEYS}
+    outs["stack"] = props.get("stack")
+    outs["status"] = report.status
+    outs["counts"] = report.counts()
+    outs["report"] = scrub_report(report.to_output(), props)
+    outs["lastGood"] = {
+        "dbImage": props.get("dbImage") or "",
+        "extensionVersion": props.get("extensionVersion") or "",
+        "migrationFiles": props.get("migrationFiles") or {},
+        "schemaVersion": props.get("schemaVersion") or "",
+        "settings": props.get("settings") or {},
+        "settingsHash": props.get("settingsHash") or "",
+        "stack": props.get("stack") or "",
+        "verifiedAt": datetime.fromtimestamp(verified_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return outs
+
+
+def scrub_report(
+    items: Sequence[Mapping[str, str]], props: Mapping[str, Any]
+) -> list[dict[str, str]]:
+    return [{k: scrub_secrets(v, props) for k, v in item.items()} for item in items]
+
+
+# --------------------------------------------------------------------------------------------------
+# The resource
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerificationArgs:
+    """Inputs of :class:`Verification`. None replaces the resource; a change of any input but
+    the DSN, the Grafana password and the timeouts re-runs the checks."""
+
+    stack: str
+    """Stack name (resource id, messages)."""
+    database: pulumi.Input[str]
+    dsn: pulumi.Input[str]
+    """Superuser DSN from the Pulumi host (secret; only read-only sessions are opened)."""
+    expectations: Mapping[str, Any]
+    """:meth:`Expectations.to_input` of the migration files."""
+    schema_version: pulumi.Input[str] = ""
+    migration_checksums: pulumi.Input[Mapping[str, str]] = field(default_factory=dict)
+    migration_files: pulumi.Input[Mapping[str, str]] = field(default_factory=dict)
+    """File name -> sha256 the MigrationSet ran with (kept in ``lastGood`` for the rollback)."""
+    extension_version: pulumi.Input[str] = ""
+    """Installed TimescaleDB version after the migrations."""
+    db_image: pulumi.Input[str] = ""
+    """The database image digest (a new image re-runs the checks)."""
+    settings: Mapping[str, str] = field(default_factory=dict)
+    """The stack's non-secret settings (hashed for the diff; kept in ``lastGood``)."""
+    run_id: str = ""
+    prometheus_url: pulumi.Input[str] | None = None
+    pushgateway_url: pulumi.Input[str] | None = None
+    grafana_url: pulumi.Input[str] | None = None
+    grafana_user: str = ""
+    grafana_password: pulumi.Input[str] | None = None
+    dashboard_uid: str = ""
+    dashboard_title: str = ""
+    dashboard_panels: Sequence[str] = ()
+    exporter_jobs: Sequence[str] = ()
+    backup_source: str = "none"
+    backup_max_age_hours: int = 26
+    warn_only: Sequence[str] = ()
+    settle_seconds: int = 60
+    timeout_seconds: int = 10
+
+
+class Verification(pulumi.dynamic.Resource, module="ms5", name="Verification"):
+    """The post-deploy verification (see the module docstring)."""
+
+    status: pulumi.Output[str]
+    """ok or warn (a failing report fails the deploy instead)."""
+    report: pulumi.Output[list[dict[str, str]]]
+    """One entry per checked object: check, object, status, message, nextStep."""
+    counts: pulumi.Output[dict[str, int]]
+    """Findings per status."""
+    lastGood: pulumi.Output[dict[str, Any]]  # noqa: N815 - the output's name
+    """The last deploy that verified: dbImage, extensionVersion, migrationFiles, schemaVersion,
+    settings, settingsHash, stack, verifiedAt (what ``./ms5 rollback`` returns to)."""
+
+    def __init__(
+        self, name: str, args: VerificationArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        props: dict[str, Any] = {
+            "stack": args.stack,
+            "database": args.database,
+            "dsn": pulumi.Output.secret(args.dsn),
+            "expectations": dict(args.expectations),
+            "schemaVersion": args.schema_version,
+            "migrationChecksums": args.migration_checksums,
+            "migrationFiles": args.migration_files,
+            "extensionVersion": args.extension_version,
+            "dbImage": args.db_image,
+            "settings": dict(sorted(args.settings.items())),
+            "settingsHash": settings_hash(args.settings),
+            "runId": args.run_id,
+            "prometheusUrl": args.prometheus_url or "",
+            "pushgatewayUrl": args.pushgateway_url or "",
+            "grafanaUrl": args.grafana_url or "",
+            "grafanaUser": args.grafana_user,
+            "grafanaPassword": pulumi.Output.secret(args.grafana_password or ""),
+            "dashboardUid": args.dashboard_uid,
+            "dashboardTitle": args.dashboard_title,
+            "dashboardPanels": list(args.dashboard_panels),
+            "exporterJobs": list(args.exporter_jobs),
+            "backupSource": args.backup_source,
+            "backupMaxAgeHours": args.backup_max_age_hours,
+            "warnOnly": sorted(args.warn_only),
+            "settleSeconds": args.settle_seconds,
+            "timeoutSeconds": args.timeout_seconds,
+            "providerVersion": PROVIDER_VERSION,
+            "status": None,
+            "report": None,
+            "counts": None,
+            "lastGood": None,
+        }
+        super().__init__(VerificationProvider(), name, props, opts)

@@ -1,0 +1,233 @@
+"""The benchmark against the real TimescaleDB server (modest sizes: the tests prove the mechanics,
+bench/bench_verification.py measures).
+
+A run ingests with binary COPY into a scratch copy of ``ms5.machine_metrics``, times the queries,
+compresses (Timescale license), stores its measurements in ``ms5_meta.benchmark_results`` and
+pushes the benchmark metrics; its scratch schema is gone afterwards - also when it fails, when
+its session is terminated mid-run, when it exceeds its time budget, and (after the next run) when
+the process running it is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+import ms5_testenv
+from ms5_components.benchmark import runner
+from ms5_components.benchmark.plan import INGEST, QUERIES
+from ms5_components.benchmark.provider import BenchmarkProvider, run_benchmark
+from ms5_components.errors import BenchmarkError
+from ms5_components.monitoring import metrics
+
+pytestmark = pytest.mark.integration
+
+ROWS = 20_000
+
+
+def scratch(dsn: str) -> list[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return runner.scratch_schemas(conn)
+
+
+def props(dsn: str, **changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "stack": "bench-test",
+        "dsn": dsn,
+        "thresholds": {
+            "maxQueryP95Ms": 100.0,
+            "minCompressionRatio": 0.0,
+            "minIngestRowsPerSecond": 1000.0,
+        },
+        "gate": True,
+        "rows": ROWS,
+        "batchSize": 2_000,
+        "workers": 2,
+        "queryRuns": 3,
+        "warmupRuns": 1,
+        "timeBudgetSeconds": 60,
+        "maxRegressionPercent": 0,
+        "gateOnRegression": False,
+        "pushgatewayUrl": "",
+        "runId": "t",
+    }
+    base.update(changes)
+    return base
+
+
+@pytest.fixture
+def dsn(migrated_database: str) -> Iterator[str]:
+    yield migrated_database
+    assert scratch(migrated_database) == [], "a scratch schema was left behind"
+
+
+def test_a_run_measures_stores_pushes_and_cleans_up(
+    dsn: str, pg_server: ms5_testenv.PostgresServer, pushgateway_url: str
+) -> None:
+    checked = BenchmarkProvider().check({}, props(dsn))
+    assert checked.failures == []
+    # Enough rows per chunk for compression to pay off (tiny chunks grow when compressed).
+    outs = run_benchmark(props(dsn, pushgatewayUrl=pushgateway_url, rows=3 * ROWS))
+    assert outs["status"] == "ok", outs["findings"]
+    results = outs["results"]
+    assert results["ingest"]["rows"] == 3 * ROWS
+    assert results["ingest"]["batch"]["runs"] == 3 * ROWS // 2_000
+    assert results["ingest"]["rowsPerSecond"] > 0
+    full = pg_server.license == "timescale"
+    for spec in QUERIES:
+        entry = results["queries"][spec.name]
+        if spec.full_license_only and not full:
+            assert entry["note"].startswith("not applicable: continuous aggregates need")
+        else:
+            assert entry["runs"] == 3 and entry["p50Ms"] <= entry["p95Ms"] <= entry["p99Ms"]
+    if full:
+        assert results["compression"]["chunks"] > 0
+        assert 0 < results["compression"]["ratio"] < 1
+    else:
+        assert results["compression"]["ratio"] is None
+        assert "Timescale license" in results["compression"]["note"]
+    assert scratch(dsn) == []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT benchmark, metric, value FROM ms5_meta.benchmark_results WHERE stack = %s",
+            ("bench-test",),
+        ).fetchall()
+        hypertable = conn.execute(
+            "SELECT 1 FROM timescaledb_information.hypertables"
+            " WHERE hypertable_schema = 'ms5_meta' AND hypertable_name = 'benchmark_results'"
+        ).fetchone()
+    assert hypertable is not None
+    stored = {(b, m): v for b, m, v in rows}
+    assert stored[(INGEST, "rows_per_second")] == pytest.approx(
+        results["ingest"]["rowsPerSecond"], rel=1e-3
+    )
+    with urllib.request.urlopen(f"{pushgateway_url}/api/v1/metrics", timeout=10) as response:
+        groups = json.loads(response.read())["data"]
+    [group] = [
+        g
+        for g in groups
+        if g["labels"].get("job") == metrics.PUSH_JOB_BENCHMARK
+        and g["labels"].get("instance") == "bench-test"
+    ]
+    pushed = {m.name for m in metrics.PUSHED_METRICS if m.push_job == metrics.PUSH_JOB_BENCHMARK}
+    assert pushed <= set(group)
+    # The second run compares with the first (no regression gate here: reported only).
+    again = run_benchmark(props(dsn, maxRegressionPercent=1000, rows=3 * ROWS))
+    assert (INGEST + "/rows_per_second") in again["previous"]
+    assert any(f["check"] == "regression" for f in again["findings"])
+
+
+def test_a_missed_threshold_fails_where_it_gates_and_warns_elsewhere(dsn: str) -> None:
+    impossible = {
+        "maxQueryP95Ms": 100.0,
+        "minCompressionRatio": 0.0,
+        "minIngestRowsPerSecond": 1e12,
+    }
+    with pytest.raises(BenchmarkError) as info:
+        run_benchmark(props(dsn, thresholds=impossible, gate=True))
+    message = str(info.value)
+    assert "[FAIL] ingest: ingest_copy:" in message
+    assert "below the floor of 1,000,000,000,000 rows/s" in message
+    assert scratch(dsn) == []
+    outs = run_benchmark(props(dsn, thresholds=impossible, gate=False))
+    assert outs["status"] == "warn"
+    [ingest] = [f for f in outs["findings"] if f["check"] == "ingest"]
+    assert ingest["status"] == "warn" and "below the floor" in ingest["message"]
+
+
+def test_a_regression_gates_when_set(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for ddl in runner._RESULTS_DDL:
+            conn.execute(ddl)
+        conn.execute(
+            "INSERT INTO ms5_meta.benchmark_results VALUES"
+            " (now() - interval '1 day', 'bench-test', 'old', %s, 'rows_per_second', 1e12)",
+            (INGEST,),
+        )
+    with pytest.raises(
+        BenchmarkError, match=r"\[FAIL\] regression: ingest_copy: .* below the previous run"
+    ):
+        run_benchmark(props(dsn, maxRegressionPercent=25, gateOnRegression=True))
+
+
+def test_a_session_terminated_mid_run_leaves_no_scratch_schema(dsn: str) -> None:
+    seen: list[str] = []
+
+    def kill_at_queries(phase: str, schema: str) -> None:
+        if phase == "queries":
+            seen.append(schema)
+            assert scratch(dsn) == [schema]
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'ms5-benchmark-%'"
+                )
+
+    config = runner.BenchmarkConfig(dsn=dsn, stack="kill", rows=ROWS, query_runs=3, warmup_runs=1)
+    with pytest.raises(BenchmarkError, match="failed during warm-up of query_lastpoint"):
+        runner.run(config, on_phase=kill_at_queries)
+    assert seen and scratch(dsn) == []
+
+
+def test_the_time_budget_stops_the_run_and_drops_its_schema(dsn: str) -> None:
+    def stall(phase: str, _schema: str) -> None:
+        if phase == "queries":
+            time.sleep(6)
+
+    config = runner.BenchmarkConfig(
+        dsn=dsn, stack="slow", rows=ROWS, query_runs=3, warmup_runs=1, time_budget_seconds=5
+    )
+    with pytest.raises(BenchmarkError, match="exceeded its time budget of 5 s"):
+        runner.run(config, on_phase=stall)
+    assert scratch(dsn) == []
+
+
+CHILD = """
+import sys, time
+from ms5_components.benchmark import runner
+def hang(phase, schema):
+    if phase == "queries":
+        print(schema, flush=True)
+        time.sleep(600)
+runner.run(runner.BenchmarkConfig(dsn=sys.argv[1], stack="sigkill", rows=20000), on_phase=hang)
+"""
+
+
+def test_a_killed_provider_process_is_cleaned_up_by_the_next_run(dsn: str) -> None:
+    """SIGKILL of the process running the benchmark leaves its scratch schema; the database is
+    the source of truth: the next run (or ``drop_leftovers``) drops it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, dsn], stdout=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        assert child.stdout is not None
+        schema = child.stdout.readline().strip()
+        assert schema.startswith(runner.SCRATCH_PREFIX)
+        assert scratch(dsn) == [schema]
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+        if child.stdout is not None:
+            child.stdout.close()
+    assert scratch(dsn) == [schema]
+    deadline = time.monotonic() + 30
+    dropped: list[str] = []
+    while time.monotonic() < deadline and not dropped:
+        # The killed client's session ends (and releases the lock) when the server notices.
+        dropped = runner.drop_leftovers(dsn)
+        time.sleep(0.5)
+    assert dropped == [schema]

@@ -1,0 +1,198 @@
+"""The rollback: its plan from the last-good record (pure), and the order of what it runs.
+
+The Pulumi CLI and the restore command are replaced here by a recorder of the argv the rollback
+would run (this machine has no Pulumi CLI); the plan and the refusals are the real code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from harness import ROOT
+from ms5_components.errors import RollbackError
+from ms5_components.rollback import (
+    MIGRATION_SET,
+    VERIFICATION,
+    StackState,
+    execute,
+    plan_rollback,
+    read_state,
+)
+from ms5_components.settings import load_settings
+from ms5_components.verification.provider import public_settings
+
+GOOD_FILES = {"V0001__a.sql": "a" * 64, "V0002__b.sql": "b" * 64}
+
+
+def _good(**changes: object) -> dict[str, object]:
+    settings = public_settings(load_settings({}, stack="staging"))
+    good: dict[str, object] = {
+        "dbImage": "timescale/timescaledb@sha256:" + "1" * 64,
+        "extensionVersion": "2.19.3",
+        "migrationFiles": dict(GOOD_FILES),
+        "schemaVersion": "2",
+        "settings": settings,
+        "settingsHash": "x",
+        "stack": "staging",
+        "verifiedAt": "2026-12-01T20:00:00Z",
+    }
+    good.update(changes)
+    return good
+
+
+def _state(settings: dict[str, str] | None = None, **changes: object) -> StackState:
+    base = public_settings(load_settings({}, stack="staging"))
+    base.update(settings or {})
+    values = {
+        "last_good": _good(),
+        "schema_version": "2",
+        "extension_version": "2.19.3",
+        "settings": base,
+    }
+    values.update(changes)
+    return StackState(**values)  # type: ignore[arg-type]
+
+
+class Recorder:
+    def __init__(self, answers: dict[str, str] | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.answers = answers or {}
+
+    def __call__(self, argv: Sequence[str]) -> str:
+        self.calls.append(list(argv))
+        return self.answers.get(" ".join(argv[:3]), "")
+
+
+def test_nothing_to_roll_back_when_the_stack_is_at_its_last_good_deploy() -> None:
+    plan = plan_rollback(_state(), GOOD_FILES)
+    assert plan.nothing_to_do
+    assert "nothing differs" in plan.render("staging", None)
+    assert execute("staging", plan, backup=None, restore_command=None, run=Recorder()) == []
+
+
+def test_no_record_means_no_rollback() -> None:
+    with pytest.raises(RollbackError, match="no last good deploy recorded"):
+        plan_rollback(_state(last_good=None), GOOD_FILES)
+
+
+def test_settings_and_image_go_back() -> None:
+    bad_image = "timescale/timescaledb:2.20.0-pg17"
+    plan = plan_rollback(_state({"dbImage": bad_image, "dbMaxConnections": "150"}), GOOD_FILES)
+    assert plan.restore_reason == ""
+    assert [(k, back) for k, _now, back in plan.config] == [
+        ("dbImage", "timescale/timescaledb:2.19.3-pg17"),
+        ("dbMaxConnections", "100"),
+    ]
+    recorder = Recorder()
+    done = execute("staging", plan, backup=None, restore_command=None, run=recorder)
+    assert recorder.calls == [
+        [
+            "pulumi",
+            "config",
+            "set",
+            "--stack",
+            "staging",
+            "ms5:dbImage",
+            "timescale/timescaledb:2.19.3-pg17",
+        ],
+        ["pulumi", "config", "set", "--stack", "staging", "ms5:dbMaxConnections", "100"],
+        ["pulumi", "up", "--stack", "staging", "--yes", "--skip-preview"],
+    ]
+    assert len(done) == 3
+
+
+def test_a_migrated_or_upgraded_database_is_restored_first() -> None:
+    state = _state({"dbImage": "timescale/timescaledb:2.20.0-pg17"}, schema_version="3")
+    plan = plan_rollback(state, GOOD_FILES)
+    assert "migrated the schema from version 2 to 3" in plan.restore_reason
+    with pytest.raises(RollbackError, match=r"List the backups with `./ms5 restore staging`"):
+        execute("staging", plan, backup=None, restore_command=["restore"], run=Recorder())
+    with pytest.raises(RollbackError, match="this checkout has no restore command"):
+        execute(
+            "staging", plan, backup="ms5-20261201T195900Z", restore_command=None, run=Recorder()
+        )
+    recorder = Recorder()
+    execute(
+        "staging",
+        plan,
+        backup="ms5-20261201T195900Z",
+        restore_command=["python", "-m", "ms5_components.backups.restore"],
+        run=recorder,
+    )
+    assert recorder.calls[0] == [
+        "python",
+        "-m",
+        "ms5_components.backups.restore",
+        "staging",
+        "ms5-20261201T195900Z",
+        "--force",
+    ]
+    assert recorder.calls[-1][:2] == ["pulumi", "up"]
+    upgraded = plan_rollback(_state(extension_version="2.20.0"), GOOD_FILES)
+    assert "updated TimescaleDB from 2.19.3 to 2.20.0" in upgraded.restore_reason
+
+
+def test_new_migration_files_stop_the_rollback_before_anything_runs() -> None:
+    files = {**GOOD_FILES, "V0003__c.sql": "c" * 64}
+    plan = plan_rollback(_state(schema_version="3"), files)
+    assert plan.new_migrations == ("V0003__c.sql",)
+    recorder = Recorder()
+    with pytest.raises(RollbackError, match=r"V0003__c\.sql.*Check out the commit"):
+        execute("staging", plan, backup="b", restore_command=["r"], run=recorder)
+    assert recorder.calls == []
+
+
+def test_state_is_read_from_the_stack_export_and_config() -> None:
+    export = {
+        "deployment": {
+            "resources": [
+                {"type": VERIFICATION, "outputs": {"lastGood": _good()}},
+                {
+                    "type": MIGRATION_SET,
+                    "outputs": {"current_version": "3", "timescaledb_version": "2.19.3"},
+                },
+            ]
+        }
+    }
+    config = {
+        "ms5:dbPort": {"value": "5433", "secret": False},
+        "ms5:dbPassword": {"secret": True},
+        "ms5:verificationWarnOnly": {"value": ["jobs"], "secret": False, "objectValue": ["jobs"]},
+    }
+    recorder = Recorder(
+        {
+            "pulumi stack export": json.dumps(export),
+            "pulumi config --stack": json.dumps(config),
+        }
+    )
+    state = read_state("staging", run=recorder)
+    assert state.schema_version == "3"
+    assert state.settings["dbPort"] == "5433"
+    assert state.settings["verificationWarnOnly"] == '["jobs"]'
+    assert "dbPassword" not in state.settings
+    assert state.last_good is not None and state.last_good["schemaVersion"] == "2"
+
+
+def test_ms5_rollback_names_a_missing_pulumi_cli(tmp_path) -> None:
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "sed", "id", "cat"):
+        for base in ("/usr/bin", "/bin"):
+            if (target := __import__("pathlib").Path(base) / tool).exists():
+                (bin_dir / tool).symlink_to(target)
+                break
+    done = subprocess.run(
+        [str(ROOT / "ms5"), "rollback", "staging"],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "the Pulumi CLI is missing" in done.stderr
