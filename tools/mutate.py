@@ -7,7 +7,7 @@
 
 Not part of ``./ms5 test``: a run takes minutes per module. Each module gets its own work
 directory ``.mutmut/<module>/`` laid out the way mutmut expects a project (``src/`` is
-``components/src``; ``tests/``, ``infra/``, ``tools/``, ``migrations/`` and the stack files are
+``components/src``, or ``policy/`` for the policy pack's rules; ``tests/``, ``infra/``, ``tools/``, ``migrations/`` and the stack files are
 linked in), with a ``pyproject.toml`` holding the repository's pytest options and
 ``[tool.mutmut]`` plus this module's file and tests. mutmut mutates only that file, runs only
 that module's fast unit tests (no real service), and for each mutant only the tests that call the
@@ -37,6 +37,10 @@ LINKED = ("tests", "infra", "tools", "migrations", "Pulumi.yaml")
 stack files, and ``repository_migrations_dir()`` the schema."""
 SELECT_PLUGIN = "mutate_select"
 """The pytest plugin (tools/mutate_select.py) that leaves out the tests of the whole program."""
+PACKAGE_ROOTS = (("components", "src"), ("policy",))
+"""Directories whose packages can be mutated: the one holding the file becomes ``src/`` of the
+work directory (mutmut mutates only under ``src/``): the components' sources, or the policy pack
+(``ms5_policy``), whose tests import it as a top-level package."""
 DETECTED = frozenset({"killed", "timeout"})
 """Outcomes that count for the score: a test failed, or the mutant never finished (a loop)."""
 
@@ -47,9 +51,24 @@ class Module:
 
     name: str
     source: Path
-    """Path of the file, relative to the repository (under ``components/src``)."""
+    """Path of the file, relative to the repository (under one of ``PACKAGE_ROOTS``)."""
     tests: tuple[Path, ...]
     """Test files (globs expanded), relative to the repository."""
+
+    @property
+    def package_root(self) -> Path:
+        """The directory linked as ``src/`` in the work directory."""
+        for root in PACKAGE_ROOTS:
+            if self.source.parts[: len(root)] == root:
+                return Path(*root)
+        raise ValueError(
+            f"{self.source} is not under {' or '.join('/'.join(r) for r in PACKAGE_ROOTS)}"
+        )
+
+    @property
+    def inside_src(self) -> Path:
+        """Path of the file in the work directory."""
+        return Path("src", *self.source.parts[len(self.package_root.parts) :])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,8 +107,11 @@ def load_config() -> tuple[dict[str, Any], dict[str, Any], list[Module], float]:
         source = Path(entry["source"])
         if not (ROOT / source).is_file():
             raise SystemExit(f"mutate: [tool.ms5.mutate.modules.{name}] source {source} is missing")
-        if source.parts[:2] != ("components", "src"):
-            raise SystemExit(f"mutate: {source} is not under components/src")
+        if not any(source.parts[: len(root)] == root for root in PACKAGE_ROOTS):
+            raise SystemExit(
+                f"mutate: {source} is not under "
+                + " or ".join("/".join(root) for root in PACKAGE_ROOTS)
+            )
         tests: list[Path] = []
         for pattern in entry["tests"]:
             found = sorted(p.relative_to(ROOT) for p in ROOT.glob(pattern))
@@ -130,7 +152,7 @@ def prepare(module: Module, pytest_options: dict[str, Any], mutmut_options: dict
     """Lay out ``.mutmut/<module>/`` for mutmut and return it."""
     work = WORK / module.name
     work.mkdir(parents=True, exist_ok=True)
-    links = {"src": ROOT / "components" / "src", **{name: ROOT / name for name in LINKED}}
+    links = {"src": ROOT / module.package_root, **{name: ROOT / name for name in LINKED}}
     links.update({p.name: p for p in ROOT.glob("Pulumi.*.yaml")})
     # mutmut puts the work directory's copy (mutants/) on sys.path: the plugin loads from there.
     links[f"{SELECT_PLUGIN}.py"] = ROOT / "tools" / f"{SELECT_PLUGIN}.py"
@@ -139,7 +161,7 @@ def prepare(module: Module, pytest_options: dict[str, Any], mutmut_options: dict
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(target)
-    inside_src = Path("src", *module.source.parts[2:])
+    inside_src = module.inside_src
     options = dict(mutmut_options)
     options.update(
         {
@@ -192,7 +214,7 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 def read_score(module: Module, work: Path) -> Score:
     from mutmut.stats import status_by_exit_code
 
-    meta = work / "mutants" / Path("src", *module.source.parts[2:]).with_suffix(".py.meta")
+    meta = work / "mutants" / module.inside_src.with_suffix(".py.meta")
     if not meta.exists():
         raise SystemExit(f"mutate: mutmut left no results for {module.source} ({meta})")
     exit_codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
@@ -259,13 +281,13 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
 
-    print("\nmodule      killed/total  score   not killed  (timeouts count as killed)")
+    print("\nmodule             killed/total  score   not killed  (timeouts count as killed)")
     failed = False
     for score in scores:
         below = score.percent < target
         failed = failed or below
         print(
-            f"{score.module:<11} {score.killed:>5}/{score.total:<6} {score.percent:5.1f} %"
+            f"{score.module:<18} {score.killed:>5}/{score.total:<6} {score.percent:5.1f} %"
             f"  {len(score.not_killed())}  ({score.timeouts} timeouts)"
             f"{'  BELOW TARGET' if below else ''}"
         )

@@ -19,10 +19,21 @@ from harness import ROOT
 def test_every_configured_module_and_its_tests_exist():
     pytest_options, mutmut_options, modules, target = mutate.load_config()
     assert target == 90
-    assert [m.name for m in modules] == ["settings", "plan", "tuning"]
+    assert [m.name for m in modules] == [
+        "settings",
+        "plan",
+        "tuning",
+        "policy-containers",
+        "policy-lifecycle",
+        "policy-stack",
+    ]
     for module in modules:
         assert (ROOT / module.source).is_file(), module.source
-        assert module.source.parts[:3] == ("components", "src", "ms5_components")
+        assert module.source.parts[:3] == ("components", "src", "ms5_components") or (
+            module.source.parts[:2] == ("policy", "ms5_policy")
+            and all(t.parts[:2] == ("tests", "policy") for t in module.tests)
+            and Path("tests/policy/test_pack.py") not in module.tests
+        )
         assert module.tests, f"{module.name} has no tests"
         for test in module.tests:
             assert (ROOT / test).is_file(), test
@@ -58,6 +69,25 @@ def test_the_work_directory_is_a_project_mutmut_understands(tmp_path, monkeypatc
     assert mutate.prepare(plan, pytest_options, mutmut_options) == work
 
 
+def test_a_policy_module_gets_the_policy_directory_as_src(tmp_path, monkeypatch):
+    monkeypatch.setattr(mutate, "WORK", tmp_path)
+    pytest_options, mutmut_options, modules, _ = mutate.load_config()
+    rules = next(m for m in modules if m.name == "policy-stack")
+    work = mutate.prepare(rules, pytest_options, mutmut_options)
+    assert (work / "src").resolve() == ROOT / "policy"
+    assert (work / "src" / "ms5_policy" / "stack.py").is_file()
+    config = tomllib.loads((work / "pyproject.toml").read_text())["tool"]["mutmut"]
+    assert config["only_mutate"] == ["src/ms5_policy/stack.py"]
+    assert "tests/policy/test_rules.py" in config["pytest_add_cli_args_test_selection"]
+    assert rules.inside_src.with_suffix(".py.meta") == Path("src/ms5_policy/stack.py.meta")
+
+
+def test_a_source_outside_the_package_roots_is_refused():
+    module = mutate.Module(name="x", source=Path("tools/mutate.py"), tests=())
+    with pytest.raises(ValueError, match=r"tools/mutate\.py is not under components/src or policy"):
+        _ = module.package_root
+
+
 def test_score_counts_killed_and_timed_out_mutants(tmp_path):
     module = mutate.Module(
         name="tuning",
@@ -82,7 +112,10 @@ def test_unknown_module_is_refused(capsys):
     with pytest.raises(SystemExit) as caught:
         mutate.main(["nonsense"])
     assert caught.value.code == 2
-    assert "unknown module(s) nonsense; known: settings, plan, tuning" in capsys.readouterr().err
+    assert (
+        "unknown module(s) nonsense; known: settings, plan, tuning, policy-containers,"
+        in capsys.readouterr().err
+    )
 
 
 def test_ms5_lists_the_command():
