@@ -69,6 +69,7 @@ def test_the_suggestion_wraps_from_the_top_port_to_1024():
     top = {**MINE, "dbPort": 65535, "grafanaPort": 65535}
     assert _suggested(top) == "1024"
     assert _suggested({**top, "prometheusPort": 1024}) == "1025"
+    assert _suggested({**MINE, "dbPort": 65534, "grafanaPort": 65534}) == "65535"
     below = {**MINE, "dbPort": 65534, "grafanaPort": 65534, "prometheusPort": 65535}
     assert _suggested(below) == "1024"
     assert (
