@@ -123,3 +123,19 @@ def test_backup_schedules_refused(schedule):
 def test_a_bad_schedule_is_named_by_load_settings():
     with pytest.raises(SettingsErrors, match="ms5:backupSchedule: got 'every 4m'"):
         load_settings({"ms5:backupSchedule": "every 4m"}, stack="staging")
+
+
+def test_load_settings_refuses_production_without_backups():
+    raw = {
+        "ms5:environment": "production",
+        "ms5:dbImage": "timescale/timescaledb:2.19.3-pg17@sha256:" + "a" * 64,
+        "ms5:backupEnabled": "false",
+    }
+    with pytest.raises(SettingsErrors) as info:
+        load_settings(raw, stack="production")
+    assert (
+        "ms5:backupEnabled: got false; production requires true (every risky change is "
+        "preceded by a backup)" in str(info.value)
+    )
+    staging = {**raw, "ms5:environment": "staging"}
+    assert load_settings(staging, stack="staging").backups.enabled is False
