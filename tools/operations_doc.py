@@ -197,8 +197,9 @@ def _current(spec: Any) -> object:
     return raw
 
 
-def _diff(base: Any, changed: Any) -> tuple[dict[str, set[str]], list[str]]:
+def _diff(base: Any, changed: Any) -> tuple[dict[str, set[str]], list[str], set[str]]:
     containers: dict[str, set[str]] = {}
+    ignored_only: set[str] = set()
     others: list[str] = []
     for urn, reg in base.registrations.items():
         other = changed.registrations.get(urn)
@@ -208,11 +209,17 @@ def _diff(base: Any, changed: Any) -> tuple[dict[str, set[str]], list[str]]:
             continue
         if (reg.protect, reg.retain_on_delete) != (other.protect, other.retain_on_delete):
             others.append(f"{reg.name} (protect/retainOnDelete)")
-        keys = {
+        # The engine gives the provider the old value of every ignoreChanges path, so a change
+        # there is no change at all (the password file the server reads only at first init).
+        ignored = set(other.ignore_changes)
+        changed_keys = {
             k
             for k in set(reg.inputs) | set(other.inputs)
             if k != "__provider" and reg.inputs.get(k) != other.inputs.get(k)
         }
+        keys = changed_keys - ignored
+        if reg.type == CONTAINER and changed_keys and not keys:
+            ignored_only.add(_container_label(reg.name))
         if not keys:
             continue
         if reg.type == CONTAINER:
@@ -222,7 +229,7 @@ def _diff(base: Any, changed: Any) -> tuple[dict[str, set[str]], list[str]]:
     for urn, reg in changed.registrations.items():
         if urn not in base.registrations and reg.type in (CONTAINER, VOLUME):
             others.append(f"{reg.name} (created)")
-    return containers, sorted(others)
+    return containers, sorted(others), ignored_only
 
 
 def setting_effects() -> list[Effect]:
@@ -249,7 +256,7 @@ def setting_effects() -> list[Effect]:
             raise SystemExit(
                 f"tools/operations_doc.py: no valid trial value for ms5:{spec.key}: {errors}"
             )
-        containers, others = _diff(base, changed)
+        containers, others, ignored_only = _diff(base, changed)
         replaced = sorted(
             n for n, keys in containers.items() if keys - IN_PLACE_APPLIED - IN_PLACE_RECORDED_ONLY
         )
@@ -257,7 +264,8 @@ def setting_effects() -> list[Effect]:
             n for n, keys in containers.items() if n not in replaced and keys & IN_PLACE_APPLIED
         )
         recorded = sorted(
-            n for n, keys in containers.items() if n not in replaced and n not in updated
+            [n for n, keys in containers.items() if n not in replaced and n not in updated]
+            + [f"{n} (ignoreChanges: at its next replacement)" for n in ignored_only]
         )
         effects.append(
             Effect(spec.key, tuple(replaced), tuple(updated), tuple(recorded), tuple(others))
@@ -296,8 +304,8 @@ def _names(items: tuple[str, ...]) -> str:
 
 def replacement_section() -> str:
     lines = [
-        "| setting | containers replaced | updated in place | recorded only | other resources "
-        "updated |",
+        "| setting | containers replaced | updated in place | not applied until replaced | "
+        "other resources updated |",
         "|---|---|---|---|---|",
     ]
     for e in setting_effects():

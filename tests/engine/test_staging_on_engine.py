@@ -505,3 +505,47 @@ def test_the_backup_and_drill_alerts_are_quiet_once_the_results_are_in(staging: 
     assert {r["name"] for r in rules} == set(BACKUP_ALERTS)
     alerts = _get(f"{url}/api/v1/alerts")["data"]["alerts"]
     assert [a for a in alerts if a["labels"]["alertname"] in BACKUP_ALERTS] == []
+
+
+# ---- Password rotation (last: the module's DSN carries the first password) ---------------------
+
+ROTATED = "rotated-superuser-password-0001"
+
+
+def test_rotating_the_superuser_password_keeps_the_server_and_reaches_the_backup_service(
+    staging: Staging,
+) -> None:
+    """``ms5:dbPassword`` changed: ``ALTER ROLE`` on the running server (its container is not
+    replaced: the password file is read only at first initialisation), the old password stops
+    working, and the backup service - which logs in over the network - gets the new one."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    old_db = staging.container("timescaledb")["Id"]
+    old_scheduler = staging.container("backup-scheduler")["Id"]
+    replaced_before = list(staging.rehearsal.log.replaced)
+    staging.rehearsal.up({**REPLACED, "ms5:dbPassword": ROTATED})
+    replaced = staging.rehearsal.log.replaced[len(replaced_before) :]
+    assert "timescaledb-container" not in replaced
+    assert staging.container("timescaledb")["Id"] == old_db
+    assert staging.health("timescaledb") == "healthy"
+    assert staging.container("backup-scheduler")["Id"] != old_scheduler
+
+    rotated = make_conninfo(staging.dsn, password=ROTATED)
+    with psycopg.connect(rotated, connect_timeout=10) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(staging.dsn, connect_timeout=10).close()
+    assert conninfo_to_dict(staging.dsn)["password"] != ROTATED
+
+    # The backup service's own login: over the stack network, with the file it was given.
+    name = f"{staging.prefix}-backup-scheduler"
+    out = _docker(
+        staging,
+        "exec",
+        name,
+        "sh",
+        "-c",
+        'PGPASSWORD="$(cat "$MS5_PASSWORD_FILE")" psql -X -A -t -h "$PGHOST" -U "$PGUSER" '
+        '-d "$MS5_DATABASE" -c "SELECT current_user"',
+    )
+    assert out.strip() == "postgres"

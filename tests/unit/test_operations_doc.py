@@ -83,3 +83,16 @@ def test_every_container_is_deleted_before_its_replacement(stack: str) -> None:
     containers = run_program(stack, overrides_for(stack)).by_type(operations_doc.CONTAINER)
     assert len(containers) >= 5
     assert [c.urn for c in containers if not c.delete_before_replace] == []
+
+
+def test_an_ignored_input_is_not_a_replacement() -> None:
+    """The engine hands the provider the old value of an ``ignoreChanges`` path: a new password
+    changes the database's password-file upload, which the program ignores, so the server is not
+    replaced (the real-engine rotation test sees the same); the backup service, whose upload is
+    not ignored, is."""
+    base = operations_doc._evaluate({})
+    changed = operations_doc._evaluate({"ms5:dbPassword": "operations-doc-password-0009"})
+    containers, _others, ignored_only = operations_doc._diff(base, changed)
+    assert "timescaledb" not in containers
+    assert ignored_only == {"timescaledb"}
+    assert "uploads" in containers["backups-backup-scheduler"]
