@@ -9,16 +9,22 @@ stack's Grafana port instead (the check is the real code).
 In file order: a healthy staging stack ends green with a benchmark within its thresholds; a
 no-op `up` runs neither; a benchmark below its threshold fails where it gates; then each fault
 turns the report red with the right message (a missing hypertable, the exporter down, a
-Prometheus target down), each followed by its repair. (The benchmark comes before the exporter
-fault: after it, the 300 s compression job keeps the exporter's target down until its next
-scrape.)
+Prometheus target down), each followed by its repair; then a failing background job (staging's
+warn-only list lifted), and a benchmark whose session is terminated mid-run and one whose process
+is killed mid-run: the scratch schema is dropped by the run itself, or by the next deploy's run.
+(The benchmark comes before the exporter fault: after it, the 300 s compression job keeps the
+exporter's target down until its next scrape.)
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -210,3 +216,144 @@ def test_a_prometheus_target_down_turns_it_red(stack: Stack) -> None:
         assert "[FAIL] pushgateway: http://127.0.0.1:" in message, message
     finally:
         stack.docker("unpause", "pushgateway")
+
+
+def _failed_job(dsn: str, timeout: float = 120.0) -> tuple[int, str]:
+    """Make the server's job-history retention job run now, and return it with its message once
+    the server records that run as failed: on the Apache-licensed server the policy is a
+    Timescale-licensed feature, and on PostgreSQL 17.12 every scheduler run fails (FACTS.md).
+
+    Its first run happened during the image's initialisation (and may have ended without a
+    result when the temporary server stopped: the scheduler then backs off). Removing the job's
+    run statistics makes the scheduler treat it as never run, so it runs at once."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT min(job_id) FROM timescaledb_information.jobs"
+            " WHERE proc_name = 'policy_job_stat_history_retention'"
+        ).fetchone()
+        assert row is not None and row[0] is not None, "the server has no job-history job"
+        job_id = int(row[0])
+        started = conn.execute("SELECT now()").fetchone()
+        conn.execute("DELETE FROM _timescaledb_internal.bgw_job_stat WHERE job_id = %s", (job_id,))
+        conn.execute("SELECT _timescaledb_functions.restart_background_workers()")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            found = conn.execute(
+                "SELECT e.err_message FROM timescaledb_information.job_stats s"
+                " JOIN LATERAL (SELECT err_message FROM timescaledb_information.job_errors x"
+                " WHERE x.job_id = s.job_id ORDER BY finish_time DESC LIMIT 1) e ON true"
+                " WHERE s.job_id = %s AND s.last_run_status = 'Failed'"
+                " AND s.last_run_started_at >= %s",
+                (job_id, started[0] if started else None),
+            ).fetchone()
+        if found is not None:
+            return job_id, str(found[0])
+        time.sleep(1)
+    pytest.fail(f"job {job_id} did not run and fail within {timeout:.0f} s")
+
+
+def test_a_failing_job_turns_it_red_with_the_servers_message(stack: Stack) -> None:
+    """Staging lists jobs as warn-only; with that lifted (as production has it), a failing job is
+    a failure naming the job and the server's own message."""
+    job_id, message = _failed_job(stack.dsn)
+    wait_for_targets(stack)
+    with pytest.raises(RehearsalError) as info:
+        stack.again(**{"ms5:verificationWarnOnly": ["backup"]})
+    text = str(info.value)
+    assert f"Verification ms5-verification-{stack.name}: FAIL" in text
+    assert f"[FAIL] jobs: job {job_id} " in text, text
+    assert message in text, text
+    assert f"run_job({job_id})" in text, text
+
+
+def _scratch(dsn: str) -> list[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'ms5\\_bench\\_%' ORDER BY 1"
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _while_benchmarking(dsn: str, act: Callable[[str], None]) -> threading.Thread:
+    """A watcher that calls ``act(schema)`` once the benchmark's scratch schema exists."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            found = _scratch(dsn)
+            if found:
+                act(found[0])
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_benchmark_session_terminated_mid_run_fails_and_drops_its_scratch_schema(
+    stack: Stack,
+) -> None:
+    seen: list[str] = []
+
+    def terminate(schema: str) -> None:
+        seen.append(schema)
+        with psycopg.connect(stack.dsn, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name LIKE 'ms5-benchmark-%'"
+            )
+
+    wait_for_targets(stack)
+    watcher = _while_benchmarking(stack.dsn, terminate)
+    with pytest.raises(RehearsalError) as info:
+        stack.again(**{"ms5:benchmarkRunId": f"terminated-{stack.runs}"})
+    watcher.join(timeout=30)
+    assert seen, "the benchmark's scratch schema never appeared"
+    text = str(info.value)
+    assert "Benchmark" in text and "failed during" in text, text
+    assert _scratch(stack.dsn) == []
+
+
+def _provider_hosts() -> list[int]:
+    """This process's provider hosts (``python -m pulumi.dynamic`` children)."""
+    me = str(os.getpid())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = stat.rsplit(")", 1)[1].split()[1]
+        if ppid == me and b"pulumi.dynamic" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_benchmark_killed_mid_run_is_cleaned_up_by_the_next_deploy(stack: Stack) -> None:
+    """SIGKILL of the process running the benchmark (as when the machine running `pulumi up`
+    dies): its scratch schema outlives it; the database is the source of truth, and the next
+    deploy's benchmark drops the leftover before it runs, then ends green."""
+    killed: list[str] = []
+
+    def kill(schema: str) -> None:
+        killed.append(schema)
+        for pid in _provider_hosts():
+            os.kill(pid, signal.SIGKILL)
+
+    wait_for_targets(stack)
+    watcher = _while_benchmarking(stack.dsn, kill)
+    with pytest.raises(RehearsalError):
+        stack.again(**{"ms5:benchmarkRunId": f"killed-{stack.runs}"})
+    watcher.join(timeout=30)
+    assert killed, "the benchmark's scratch schema never appeared"
+    assert _scratch(stack.dsn) == killed
+    run = stack.again(**{"ms5:benchmarkRunId": f"after-kill-{stack.runs}"})
+    assert run.one(BENCHMARK).op == "update"
+    assert _scratch(stack.dsn) == []
+    findings = run.one(BENCHMARK).outputs["findings"]
+    assert [f for f in findings if f["status"] == "fail"] == []

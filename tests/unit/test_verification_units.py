@@ -152,6 +152,32 @@ def test_each_failing_job_carries_the_servers_message() -> None:
     assert "CALL run_job(1000)" in finding.next_step
 
 
+def test_a_job_whose_last_run_crashed_is_a_warning_naming_it() -> None:
+    """The server stopped (or the worker died) during the run: no result was recorded, so the
+    job is neither Success nor Failed; it is reported, as a warning, not as "none failing"."""
+    findings = check_jobs(
+        [
+            Job(
+                job_id=3,
+                proc="policy_job_stat_history_retention",
+                target="",
+                last_run_status="",
+                crashed_runs=1,
+            ),
+            Job(job_id=4, proc="policy_retention", target="ms5.x", last_run_status=""),
+        ]
+    )
+    [finding] = findings
+    assert finding.status == "warn"
+    assert finding.object == "job 3 (policy_job_stat_history_retention)"
+    assert finding.message.startswith("last run did not finish: the worker ended without a result")
+    assert "(1 such runs)" in finding.message
+    assert "CALL run_job(3)" in finding.next_step
+    assert [
+        f.status for f in check_jobs([Job(job_id=4, proc="p", target="", last_run_status="")])
+    ] == ["ok"]
+
+
 def test_prometheus_target_down_and_unhealthy_rule() -> None:
     url = "http://127.0.0.1:9"
     targets = HttpAnswer(

@@ -75,6 +75,9 @@ class Job:
     error: str = ""
     """The server's message of the last failed run (``timescaledb_information.job_errors``)."""
     sqlstate: str = ""
+    crashed_runs: int = 0
+    """Runs that ended without a result (the worker died, or the server stopped mid-run), when
+    the last run is one of them; 0 otherwise."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -405,7 +408,23 @@ def check_jobs(jobs: Sequence[Job]) -> list[Finding]:
                 f"; a run by hand (CALL run_job({job.job_id})) shows whether the job itself works",
             )
         )
-    if not failing:
+    crashed = [j for j in jobs if j.crashed_runs and j not in failing]
+    for job in crashed:
+        # A warning, not a failure: a server stopped during a run (the image's first
+        # initialisation stops its temporary server while the scheduler may be starting a job)
+        # leaves the same trace as a worker that died; the job runs again at its next start.
+        target = f" on {job.target}" if job.target else ""
+        out.append(
+            warn(
+                "jobs",
+                f"job {job.job_id} ({job.proc}{target})",
+                f"last run did not finish: the worker ended without a result ({job.crashed_runs} "
+                "such runs): the server stopped during the run, or the worker crashed",
+                f"see the server log at the run's start (timescaledb_information.job_stats."
+                f"last_run_started_at); CALL run_job({job.job_id}) shows whether the job works",
+            )
+        )
+    if not failing and not crashed:
         out.append(ok("jobs", "background jobs", f"{len(jobs)} jobs, none failing"))
     return out
 

@@ -272,7 +272,10 @@ SELECT j.job_id, j.proc_name,
        {_interval_or_text("compress_after")}, {_interval_or_text("drop_after")},
        {_interval_or_text("start_offset")}, {_interval_or_text("end_offset")},
        j.schedule_interval::text,
-       e.sqlerrcode, e.err_message
+       e.sqlerrcode, e.err_message,
+       CASE WHEN s.last_run_status IS NULL AND s.job_status IS DISTINCT FROM 'Running'
+            THEN greatest(s.total_runs - s.total_successes - s.total_failures, 0)
+            ELSE 0 END
 FROM timescaledb_information.jobs j
 LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
 LEFT JOIN LATERAL (
@@ -331,6 +334,7 @@ def observe_schema(
                 total_failures=int(failures or 0),
                 sqlstate=str(r[10] or ""),
                 error=str(r[11] or ""),
+                crashed_runs=int(r[12] or 0),
             )
         )
     schema = ObservedSchema(
