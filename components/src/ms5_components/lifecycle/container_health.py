@@ -27,14 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    CreateResult,
-    DiffResult,
-    ResourceProvider,
-    UpdateResult,
-)
+from pulumi.dynamic import CheckFailure, CheckResult
+
+from ms5_components.lifecycle.read_only import ReadOnlyProvider
 
 PROVIDER_VERSION = "1"
 """Bumped when the waiting logic changes, so the change shows as a diff."""
@@ -156,8 +151,10 @@ def wait_healthy(props: ContainerHealthProps) -> dict[str, Any]:
         time.sleep(min(POLL_SECONDS, remaining))
 
 
-class ContainerHealthProvider(ResourceProvider):
+class ContainerHealthProvider(ReadOnlyProvider[ContainerHealthProps]):
     """Dynamic provider of :class:`ContainerHealth`."""
+
+    inputs = _INPUTS
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures: list[CheckFailure] = []
@@ -168,26 +165,14 @@ class ContainerHealthProvider(ResourceProvider):
             )
         return CheckResult(news, failures)
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in _INPUTS if olds.get(k) != news.get(k)]
-        return DiffResult(
-            changes=bool(changed), replaces=[], stables=[], delete_before_replace=False
-        )
+    def parse(self, raw: dict[str, Any]) -> ContainerHealthProps:
+        return ContainerHealthProps.from_raw(raw)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        parsed = ContainerHealthProps.from_raw(props)
-        facts = wait_healthy(parsed)
-        return CreateResult(
-            id_=f"{parsed.container_name}-health", outs={**parsed.to_outputs(), **facts}
-        )
+    def run(self, parsed: ContainerHealthProps) -> dict[str, Any]:
+        return wait_healthy(parsed)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        parsed = ContainerHealthProps.from_raw(news)
-        facts = wait_healthy(parsed)
-        return UpdateResult(outs={**parsed.to_outputs(), **facts})
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        """Nothing to delete: the resource only reads the container's state."""
+    def resource_id(self, parsed: ContainerHealthProps) -> str:
+        return f"{parsed.container_name}-health"
 
 
 @dataclass(frozen=True, kw_only=True)

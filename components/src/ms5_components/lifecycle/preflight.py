@@ -26,14 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    CreateResult,
-    DiffResult,
-    ResourceProvider,
-    UpdateResult,
-)
+from pulumi.dynamic import CheckFailure, CheckResult
+
+from ms5_components.lifecycle.read_only import ReadOnlyProvider
 
 PROVIDER_VERSION = "3"
 """Bumped when the checks change, so a new provider logic shows as a diff."""
@@ -234,8 +229,10 @@ def run_checks(props: PreflightProps) -> dict[str, Any]:
     }
 
 
-class PreflightProvider(ResourceProvider):
+class PreflightProvider(ReadOnlyProvider[PreflightProps]):
     """Dynamic provider of :class:`HostPreflight`."""
+
+    inputs = _INPUTS
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures: list[CheckFailure] = []
@@ -260,24 +257,14 @@ class PreflightProvider(ResourceProvider):
             )
         return CheckResult(news, failures)
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in _INPUTS if olds.get(k) != news.get(k)]
-        return DiffResult(
-            changes=bool(changed), replaces=[], stables=[], delete_before_replace=False
-        )
+    def parse(self, raw: dict[str, Any]) -> PreflightProps:
+        return PreflightProps.from_raw(raw)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        parsed = PreflightProps.from_raw(props)
-        facts = run_checks(parsed)
-        return CreateResult(id_="ms5-preflight", outs={**parsed.to_outputs(), **facts})
+    def run(self, parsed: PreflightProps) -> dict[str, Any]:
+        return run_checks(parsed)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        parsed = PreflightProps.from_raw(news)
-        facts = run_checks(parsed)
-        return UpdateResult(outs={**parsed.to_outputs(), **facts})
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        """Nothing to delete: the preflight only reads the host."""
+    def resource_id(self, parsed: PreflightProps) -> str:
+        return "ms5-preflight"
 
 
 @dataclass(frozen=True, kw_only=True)
