@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import pulumi
 import pulumi_docker as docker
@@ -57,35 +58,56 @@ def scheduler_pushgateway_url(settings: Settings) -> str:
     return f"http://{settings.prefix()}-pushgateway:9091"
 
 
+class _SharedArgs(TypedDict):
+    """The inputs a Backup and a RestoreDrill share: the same server, executor and limits."""
+
+    database: str
+    executor: dict[str, str]
+    backup_dir: str
+    connection: dict[str, str]
+    jobs: int
+    timeout_seconds: int
+    pushgateway_url: str
+
+
+def _shared_args(settings: Settings, backup_dir: str) -> _SharedArgs:
+    """The connection next to the server (its local socket, as the superuser), the executor that
+    runs the tools in the database container, and the limits both resources take from settings."""
+    cfg = settings.backups
+    return _SharedArgs(
+        database=settings.database.name,
+        executor={
+            "kind": "docker",
+            "dockerHost": settings.docker_host,
+            "container": db_container_name(settings),
+        },
+        backup_dir=backup_dir,
+        connection={
+            "PGHOST": SOCKET_DIR,
+            "PGPORT": "5432",
+            "PGUSER": settings.database.superuser,
+        },
+        jobs=cfg.jobs,
+        timeout_seconds=cfg.timeout_seconds,
+        pushgateway_url=pushgateway_url(settings),
+    )
+
+
 def build_backup(settings: Settings, *, migrations: Sequence[Migration], backup_dir: str) -> Backup:
     """The pre-change backup; the container and the migrations depend on it."""
     cfg = settings.backups
     return Backup(
         "backup",
         BackupArgs(
-            database=settings.database.name,
-            executor={
-                "kind": "docker",
-                "dockerHost": settings.docker_host,
-                "container": db_container_name(settings),
-            },
-            backup_dir=backup_dir,
-            connection={
-                "PGHOST": SOCKET_DIR,
-                "PGPORT": "5432",
-                "PGUSER": settings.database.superuser,
-            },
+            **_shared_args(settings, backup_dir),
             migrations={m.filename: m.checksum for m in migrations},
             server=server_fingerprint(settings),
             label=cfg.label,
-            jobs=cfg.jobs,
             compression=cfg.compression,
             keep_count=cfg.keep_count,
             max_age_days=cfg.max_age_days,
             mandatory=cfg.mandatory or settings.is_production,
             lock_wait_seconds=cfg.lock_wait_seconds,
-            timeout_seconds=cfg.timeout_seconds,
-            pushgateway_url=pushgateway_url(settings),
         ),
     )
 
@@ -93,27 +115,12 @@ def build_backup(settings: Settings, *, migrations: Sequence[Migration], backup_
 def build_drill(
     settings: Settings, *, backup: Backup, backup_dir: str, after: Sequence[pulumi.Resource]
 ) -> RestoreDrill:
-    cfg = settings.backups
     return RestoreDrill(
         "restore-drill",
         RestoreDrillArgs(
-            database=settings.database.name,
-            executor={
-                "kind": "docker",
-                "dockerHost": settings.docker_host,
-                "container": db_container_name(settings),
-            },
-            backup_dir=backup_dir,
-            connection={
-                "PGHOST": SOCKET_DIR,
-                "PGPORT": "5432",
-                "PGUSER": settings.database.superuser,
-            },
+            **_shared_args(settings, backup_dir),
             backup=backup.lastBackup,
-            enabled=cfg.drill_after_backup,
-            jobs=cfg.jobs,
-            timeout_seconds=cfg.timeout_seconds,
-            pushgateway_url=pushgateway_url(settings),
+            enabled=settings.backups.drill_after_backup,
         ),
         opts=pulumi.ResourceOptions(depends_on=list(after)),
     )
