@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, get_origin, get_type_hints
 
 from ms5_components.migrations.plan import Migration
 
@@ -162,48 +162,10 @@ class Expectations:
 
     def to_input(self) -> dict[str, Any]:
         """Plain data with sorted keys and lists (a byte-stable resource input)."""
-        return {
-            "extensions": list(self.extensions),
-            "hypertables": [
-                {
-                    "relation": h.relation,
-                    "timeColumn": h.time_column,
-                    "chunkInterval": h.chunk_interval,
-                    "source": h.source,
-                }
-                for h in self.hypertables
-            ],
-            "indexes": [
-                {"name": i.name, "relation": i.relation, "source": i.source} for i in self.indexes
-            ],
-            "columnstore": [
-                {
-                    "relation": c.relation,
-                    "segmentBy": list(c.segment_by),
-                    "orderBy": c.order_by,
-                    "compressAfter": c.compress_after,
-                    "source": c.source,
-                }
-                for c in self.columnstore
-            ],
-            "retention": [
-                {"relation": r.relation, "dropAfter": r.drop_after, "source": r.source}
-                for r in self.retention
-            ],
-            "continuousAggregates": [
-                {"view": c.view, "source": c.source} for c in self.continuous_aggregates
-            ],
-            "refreshPolicies": [
-                {
-                    "view": p.view,
-                    "startOffset": p.start_offset,
-                    "endOffset": p.end_offset,
-                    "scheduleInterval": p.schedule_interval,
-                    "source": p.source,
-                }
-                for p in self.refresh_policies
-            ],
-        }
+        out: dict[str, Any] = {"extensions": list(self.extensions)}
+        for kind, _cls in _KINDS:
+            out[_camel(kind)] = [_item_to_input(item) for item in getattr(self, kind)]
+        return out
 
     @classmethod
     def from_input(cls, raw: Mapping[str, Any]) -> Expectations:
@@ -211,58 +173,53 @@ class Expectations:
             value = raw.get(key) or []
             return [v for v in value if isinstance(v, Mapping)]
 
-        return cls(
-            extensions=tuple(str(e) for e in raw.get("extensions") or ()),
-            hypertables=tuple(
-                Hypertable(
-                    relation=str(h["relation"]),
-                    time_column=str(h["timeColumn"]),
-                    chunk_interval=str(h["chunkInterval"]),
-                    source=str(h.get("source") or ""),
-                )
-                for h in items("hypertables")
-            ),
-            indexes=tuple(
-                Index(
-                    name=str(i["name"]),
-                    relation=str(i["relation"]),
-                    source=str(i.get("source") or ""),
-                )
-                for i in items("indexes")
-            ),
-            columnstore=tuple(
-                Columnstore(
-                    relation=str(c["relation"]),
-                    segment_by=tuple(str(s) for s in c.get("segmentBy") or ()),
-                    order_by=str(c["orderBy"]),
-                    compress_after=str(c["compressAfter"]),
-                    source=str(c.get("source") or ""),
-                )
-                for c in items("columnstore")
-            ),
-            retention=tuple(
-                Retention(
-                    relation=str(r["relation"]),
-                    drop_after=str(r["dropAfter"]),
-                    source=str(r.get("source") or ""),
-                )
-                for r in items("retention")
-            ),
-            continuous_aggregates=tuple(
-                ContinuousAggregate(view=str(c["view"]), source=str(c.get("source") or ""))
-                for c in items("continuousAggregates")
-            ),
-            refresh_policies=tuple(
-                RefreshPolicy(
-                    view=str(p["view"]),
-                    start_offset=str(p["startOffset"]),
-                    end_offset=str(p["endOffset"]),
-                    schedule_interval=str(p["scheduleInterval"]),
-                    source=str(p.get("source") or ""),
-                )
-                for p in items("refreshPolicies")
-            ),
-        )
+        kinds = {
+            kind: tuple(_item_from_input(item_cls, item) for item in items(_camel(kind)))
+            for kind, item_cls in _KINDS
+        }
+        return cls(extensions=tuple(str(e) for e in raw.get("extensions") or ()), **kinds)
+
+
+_KINDS: tuple[tuple[str, type[Any]], ...] = (
+    ("hypertables", Hypertable),
+    ("indexes", Index),
+    ("columnstore", Columnstore),
+    ("retention", Retention),
+    ("continuous_aggregates", ContinuousAggregate),
+    ("refresh_policies", RefreshPolicy),
+)
+"""The expectation kinds: the :class:`Expectations` field and the class of its items. An item
+travels as a dict of its fields, named in camelCase, in field order."""
+
+_OPTIONAL_FIELDS = frozenset({"source"})
+"""Item fields an input may lack (read as ""); every other field is required."""
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _item_to_input(item: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(item):
+        value = getattr(item, f.name)
+        out[_camel(f.name)] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _item_from_input(item_cls: type[Any], raw: Mapping[str, Any]) -> Any:
+    hints = get_type_hints(item_cls)
+    values: dict[str, Any] = {}
+    for f in fields(item_cls):
+        key = _camel(f.name)
+        if get_origin(hints[f.name]) is tuple:
+            values[f.name] = tuple(str(v) for v in raw.get(key) or ())
+        elif f.name in _OPTIONAL_FIELDS:
+            values[f.name] = str(raw.get(key) or "")
+        else:
+            values[f.name] = str(raw[key])
+    return item_cls(**values)
 
 
 def _unquote(value: str) -> str:
