@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ms5_policy.model import (
     CONTAINER,
@@ -364,9 +365,27 @@ def database_delete_before_replace(resource: Resource, ctx: Context) -> list[Fin
 
 
 _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|API_?KEY|_PASS$)", re.I)
-_CREDENTIAL_URL = re.compile(r"://[^/@:\s]+:[^@\s]+@")
+_AFTER_SCHEME = re.compile(r"(?=://(\S*))")
+"""What follows each ``://`` up to white space (overlapping: a URL may follow another)."""
 _SECRET_FLAG = re.compile(r"^--?[\w.-]*(password|passwd|secret|token)[\w.-]*=", re.I)
 _SECRET_PATH = re.compile(r"(secret|password|passwd|token|\.key$|\.pem$)", re.I)
+
+
+def _password_after_scheme(rest: str) -> str | None:
+    """The password in the authority that starts ``rest`` (the text after a ``://``), if any."""
+    try:
+        return urlsplit(f"x://{rest}").password
+    except ValueError:
+        # A malformed host (``[`` without ``]``): read the authority the way urlsplit does, up to
+        # the first / ? or #; its userinfo is before the last @, the password after the first :.
+        authority = re.split(r"[/?#]", rest)[0]
+        return authority.rpartition("@")[0].partition(":")[2]
+
+
+def has_credential_url(text: str) -> bool:
+    """Whether ``text`` holds a URL with a password in its authority (``scheme://user:pw@host``).
+    An ``@`` in the path, query or fragment (``http://host:80/x@y``) is not userinfo."""
+    return any(_password_after_scheme(m.group(1)) for m in _AFTER_SCHEME.finditer(text))
 
 
 def secrets_not_in_plain_sight(resource: Resource, ctx: Context) -> list[Finding]:
@@ -391,7 +410,7 @@ def secrets_not_in_plain_sight(resource: Resource, ctx: Context) -> list[Finding
                     f"(docker inspect shows it); upload it as a file and set {name}_FILE."
                 )
             )
-        elif isinstance(value, str) and _CREDENTIAL_URL.search(value):
+        elif isinstance(value, str) and has_credential_url(value):
             out.append(
                 Violation(
                     f"{resource.label}: envs {name} is a URL with a password in it; pass the "
@@ -400,7 +419,7 @@ def secrets_not_in_plain_sight(resource: Resource, ctx: Context) -> list[Finding
             )
     for key in ("command", "entrypoints"):
         for i, arg in enumerate(strings(resource.props.get(key))):
-            if isinstance(arg, str) and (_SECRET_FLAG.match(arg) or _CREDENTIAL_URL.search(arg)):
+            if isinstance(arg, str) and (_SECRET_FLAG.match(arg) or has_credential_url(arg)):
                 out.append(
                     Violation(
                         f"{resource.label}: {key}[{i}] passes a secret on the command line "

@@ -494,6 +494,65 @@ def test_secrets_on_the_command_line():
     ) == [_arg("command", 0), _arg("command", 1), _arg("command", 4), _arg("entrypoints", 1)]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://u:p@host/",
+        "postgresql://u:p@h/db",
+        "postgresql://u:p@[::1]:5432/db",
+        "redis://:p@h:6379/0",
+        "HTTP://U:P@H",
+        "--db=postgresql://u:p@h/db",
+        'sh -c "curl http://a:b@h/"',
+        "http://u:p'w@h/",
+        "a=http://h/x,b=http://u:p@h2/",
+        "http://u:p@h:5432@other/",
+        "http://u:p@[::1",
+        "http://u:p@[::1/x",
+        "http://u@h:x@[::1",
+        "http://u:p:@[::1",
+    ],
+)
+def test_a_password_in_the_authority_is_a_credential(text):
+    assert containers.has_credential_url(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://host:80/x@y",
+        "http://host/x:y@z",
+        "http://u@h/x:y@z",
+        "postgresql://user@host/db",
+        "http://u:@h/",
+        "http://h/?next=u:p@x",
+        "http://h#u:p@x",
+        "http://[::1]:80/a@b",
+        "http://[::1/x@y",
+        "http://[::1?u:p@x",
+        "http://[::1#u:p@x",
+        "http://u@[::1",
+        "http://u:@[::1",
+        "http://u@h@[::1",
+        "user:pw@host",
+        "http://h/ u:p@x",
+        "",
+    ],
+)
+def test_an_at_outside_the_authority_is_not_a_credential(text):
+    assert not containers.has_credential_url(text)
+
+
+def test_an_at_in_a_url_path_is_not_flagged_by_the_rule():
+    container = _c(envs=["HOOK=http://host:80/x@y"], command=["--url=http://host:80/x@y"])
+    assert containers.secrets_not_in_plain_sight(container, PROD) == []
+    container = _c(envs=["HOOK=http://u:p@host/"], command=["--url=postgresql://u:p@h/db"])
+    assert containers.secrets_not_in_plain_sight(container, PROD) == [
+        _url("HOOK"),
+        _arg("command", 0),
+    ]
+
+
 def test_secret_uploads_must_be_secret_outputs():
     files = [
         {"file": "/run/secrets/db"},
