@@ -5,7 +5,9 @@
 records every ``RegisterResource`` request exactly as the engine would receive it: type, name,
 parent, inputs (raw protobuf struct, secrets still wrapped), dependencies, and the options
 (protect, deleteBeforeReplace, retainOnDelete, ignoreChanges, ...). Stack exports are resolved with
-their secretness.
+their secretness, and registered as the stack's outputs the way the SDK does at the end of a
+program (one ``RegisterResourceOutputs`` once every export has resolved); the monitor records
+that registration in an :class:`EventLog`, in order with the failures the rehearsal records.
 
 :class:`ProgramMocks` gives every resource plausible, deterministic outputs; the rehearsal
 (``tests/rehearsal.py``) subclasses it to execute dynamic providers for real.
@@ -104,8 +106,54 @@ def unwrap(value: Any) -> Any:
     return value
 
 
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event as the engine would see it, in arrival order."""
+
+    seq: int
+    kind: str
+    """``stack-outputs`` (the program registered the stack's outputs) or ``failed`` (a
+    provider call failed: the engine cancels the deployment)."""
+    urn: str
+    data: dict[str, Any] = field(default_factory=dict)
+    """The stack's outputs (plain values) for ``stack-outputs``."""
+
+
+class EventLog:
+    """Events from the monitor's and the providers' threads, numbered in arrival order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: list[Event] = []
+
+    def record(self, kind: str, urn: str, data: Mapping[str, Any] | None = None) -> Event:
+        with self._lock:
+            event = Event(len(self.events), kind, urn, dict(data or {}))
+            self.events.append(event)
+            return event
+
+    def first(self, kind: str) -> Event | None:
+        with self._lock:
+            return next((e for e in self.events if e.kind == kind), None)
+
+    def of_kind(self, kind: str) -> list[Event]:
+        with self._lock:
+            return [e for e in self.events if e.kind == kind]
+
+
 class ProgramMocks(pulumi.runtime.Mocks):
     """Deterministic outputs for every resource type the program uses."""
+
+    @property
+    def events(self) -> EventLog:
+        """This run's event log (shared by the monitor and the mocks)."""
+        log = self.__dict__.get("_events")
+        if log is None:
+            log = self.__dict__["_events"] = EventLog()
+        return log
 
     def new_resource(
         self, args: pulumi.runtime.MockResourceArgs
@@ -148,6 +196,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.registrations: dict[str, Registration] = {}
         self.order: list[str] = []
+        self.events = mocks.events
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        """Record the stack's outputs as the engine receives them (plain values)."""
+        if f"::{STACK_TYPE}::" in request.urn:
+            outputs = unwrap(json_format.MessageToDict(request.outputs))
+            self.events.record("stack-outputs", request.urn, outputs)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         _CURRENT.request = request
@@ -155,7 +211,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         finally:
             _CURRENT.request = None
-        if request.type == "pulumi:pulumi:Stack":
+        if request.type == STACK_TYPE:
             return response
         urn = response.urn
         inputs = json_format.MessageToDict(request.object)
@@ -204,6 +260,8 @@ class ProgramRun:
     order: list[str]
     exports: dict[str, Any]
     secret_exports: set[str]
+    events: EventLog = field(default_factory=EventLog)
+    """The stack-outputs registration and failures, in arrival order."""
 
     def by_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations.values() if r.type == type_]
@@ -283,6 +341,10 @@ def run_program(
         runpy.run_path(str(PROGRAM), run_name="__main__")
         root = pulumi_settings.get_root_resource()
         outputs: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})
+        # As the SDK ends a program: one RegisterResourceOutputs of the stack, sent once every
+        # export has resolved (the mocks' root registered its empty outputs at set-up).
+        if isinstance(root, pulumi.ComponentResource):
+            root.register_outputs(dict(outputs))
 
         def collect(resolved: list[Any]) -> None:
             for (name, _), (value, secret) in zip(sorted(outputs.items()), resolved, strict=True):
@@ -304,4 +366,5 @@ def run_program(
         order=monitor.order,
         exports=exports,
         secret_exports=secret_exports,
+        events=mocks.events,
     )

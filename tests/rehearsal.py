@@ -16,7 +16,13 @@ The real program (``infra/__main__.py``) runs under ``pulumi.runtime.set_mocks``
   preview, so the engine never calls ``Create``/``Update`` then). Resources that leave the program
   are ``Delete``-d on ``up``;
 - outputs are fed back to the program, and a :class:`RehearsalState` (id, inputs and outputs per
-  URN) carries them to the next run, like the stack's state file.
+  URN, and the stack outputs) carries them to the next run, like the stack's state file;
+- the stack outputs follow the engine's rule: a successful ``up`` replaces them with the ones
+  the program registered; a failed one keeps the previous ones and merges over them the new
+  ones only when the program registered them *before* the failing provider call (after it the
+  engine cancels the deployment and reads no more events). The order is the real one (the
+  monitor and the provider calls run on their own threads); a failed ``up`` exposes the outputs
+  the engine would keep as :attr:`RehearsalError.exports`.
 
 Other resources get the harness's deterministic mocked outputs (in preview, a resource not yet in
 state gets an unknown id and only its inputs as outputs, as with the engine). Resources that need
@@ -51,7 +57,7 @@ from google.protobuf import struct_pb2
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-from harness import DYNAMIC_PREFIX, ProgramMocks, ProgramRun, run_program, unwrap
+from harness import DYNAMIC_PREFIX, Event, ProgramMocks, ProgramRun, run_program, unwrap
 
 PROVIDER_KEY = "__provider"
 MIGRATION_SET = "pulumi-python:dynamic/ms5:MigrationSet"
@@ -66,11 +72,16 @@ Rewrite = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class RehearsalError(Exception):
-    """A provider call failed (as ``pulumi up`` would fail); carries the results so far."""
+    """A provider call failed (as ``pulumi up`` would fail); carries the results so far, and
+    (set by the run) the stack outputs the engine keeps and the events in arrival order."""
 
     def __init__(self, message: str, results: list[ResourceResult] | None = None) -> None:
         super().__init__(message)
         self.results = results or []
+        self.exports: dict[str, Any] = {}
+        """The stack outputs in state after this failed ``up`` (see the module docstring)."""
+        self.events: list[Event] = []
+        """The stack-outputs registrations and the failure, in the order the engine got them."""
 
 
 @dataclass
@@ -89,6 +100,11 @@ class ResourceResult:
     """Outputs fed back to the program (plain values; ``__provider`` removed)."""
     provider_called: list[str] = field(default_factory=list)
     """Provider methods called, in order (Check, Diff, Create, Update, Delete)."""
+    shown_keys: list[str] = field(default_factory=list)
+    """For an update in preview: the input keys ``pulumi preview --diff`` shows changed. A
+    dynamic provider does not support preview, so the engine shows the previous *outputs*
+    against the new inputs (its display of an update with outputs): a key a previous run set
+    in its outputs and the inputs leave empty (``rerunReason``) shows as changed."""
 
 
 @dataclass
@@ -103,9 +119,11 @@ class StateEntry:
 
 @dataclass
 class RehearsalState:
-    """The stack state between runs: URN -> entry."""
+    """The stack state between runs: URN -> entry, and the stack outputs."""
 
     resources: dict[str, StateEntry] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    """The stack outputs as the engine keeps them (plain values)."""
 
 
 @dataclass
@@ -340,8 +358,14 @@ class RehearsalMocks(ProgramMocks):
             return self._dynamic(urn, args, news)
         except RehearsalError as exc:
             # Let the program finish evaluating (no stray failed futures); the run raises it.
-            self.error = exc
+            self.fail(urn, exc)
             return "", news
+
+    def fail(self, urn: str, error: RehearsalError) -> None:
+        """A provider call failed: the engine cancels the deployment here (the first one)."""
+        if self.error is None:
+            self.events.record("failed", urn)
+            self.error = error
 
     def _dynamic(
         self, urn: str, args: pulumi.runtime.MockResourceArgs, news: dict[str, Any]
@@ -382,6 +406,9 @@ class RehearsalMocks(ProgramMocks):
         result.op = "update"
         result.diff_keys = display_diff(old.inputs, checked)
         if self.preview:
+            result.shown_keys = sorted(
+                k for k in _strip(checked) if old.outputs.get(k) != checked.get(k)
+            )
             result.outputs = _strip(checked)
             self.results.append(result)
             return old.id, checked
@@ -487,7 +514,10 @@ class Rehearsal:
             )
             results = list(mocks.results)
             if mocks.error is not None:
-                raise mocks.error
+                raise self._failed(mocks, preview=preview)
+            if not preview:
+                registered = mocks.events.of_kind("stack-outputs")
+                self.state.outputs = dict(registered[-1].data) if registered else {}
             if not preview:
                 for urn in sorted(set(self.state.resources) - mocks.seen):
                     entry = self.state.resources.pop(urn)
@@ -503,6 +533,21 @@ class Rehearsal:
                             )
                         )
         return RehearsalRun(preview=preview, program=program, results=results)
+
+    def _failed(self, mocks: RehearsalMocks, *, preview: bool) -> RehearsalError:
+        """The run's error, with the stack outputs the engine keeps after it."""
+        assert mocks.error is not None
+        failure = mocks.events.first("failed")
+        cut = failure.seq if failure is not None else -1
+        before = [e for e in mocks.events.of_kind("stack-outputs") if e.seq < cut]
+        kept = dict(self.state.outputs)
+        if before:
+            kept.update(before[-1].data)
+        if not preview:
+            self.state.outputs = kept
+        mocks.error.exports = kept
+        mocks.error.events = list(mocks.events.events)
+        return mocks.error
 
 
 def backups_in_test_root(

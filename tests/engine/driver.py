@@ -46,7 +46,14 @@ import pulumi
 import ms5_dockerenv
 import ms5_testenv
 from harness import ProgramMocks, current_request, unwrap
-from rehearsal import Rehearsal, RehearsalMocks, ResourceResult, StateEntry, _engine_values
+from rehearsal import (
+    Rehearsal,
+    RehearsalError,
+    RehearsalMocks,
+    ResourceResult,
+    StateEntry,
+    _engine_values,
+)
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -691,7 +698,7 @@ class EngineMocks(RehearsalMocks):
         try:
             return self._docker(urn, args, inputs, ignore=ignore, delete_before_replace=dbr)
         except EngineError as exc:
-            self.error = _as_rehearsal_error(urn, exc, self.results)
+            self.fail(urn, _as_rehearsal_error(urn, exc, self.results))
             return "", dict(inputs)
 
     def _docker(
@@ -771,9 +778,9 @@ class EngineMocks(RehearsalMocks):
         )
 
 
-def _as_rehearsal_error(urn: str, exc: EngineError, results: list[ResourceResult]) -> Exception:
-    from rehearsal import RehearsalError
-
+def _as_rehearsal_error(
+    urn: str, exc: EngineError, results: list[ResourceResult]
+) -> RehearsalError:
     error = RehearsalError(f"{urn}: {exc}", list(results))
     error.__cause__ = exc
     return error

@@ -200,11 +200,12 @@ class RoleError(Ms5Error):
 
 
 class VerificationError(Ms5Error):
-    """The post-deploy verification found a failing check; the message is the per-check report."""
+    """The deploy gate found the verification red or the benchmark failing where it gates; the
+    message is the per-check report."""
 
 
 class BenchmarkError(Ms5Error):
-    """The benchmark could not run, ran out of its time budget, or missed a gated threshold."""
+    """The benchmark could not run or ran out of its time budget."""
 
 
 class RollbackError(Ms5Error):

@@ -209,8 +209,9 @@ def build_stack(settings: Settings) -> Stack:
         )
 
     # ---- verification and benchmark ---------------------------------------------------------------
-    # Last: the Verification depends on every resource above and fails the deploy with a
-    # per-check report; the Benchmark runs after it.
+    # Last: the Verification depends on every resource above and records a per-check report; the
+    # Benchmark runs after it; the DeployGate, after both and everything else, fails the deploy
+    # on a red result once the results (and so the stack outputs) are recorded.
     build_checks_section(stack, migrations)
 
     return stack
@@ -246,7 +247,11 @@ def build_checks_section(stack: Stack, migrations: MigrationSet) -> None:
         grafana_url=monitoring.grafana.url if monitoring else None,
         grafana_password=monitoring.grafana_admin_password if monitoring else None,
         after=after,
+        # The resources the Verification does not wait for: the gate comes after everything.
+        gate_after=[r for r in (stack.backup_scheduler,) if r is not None],
     )
+    # No stack output reads the gate: the outputs must resolve, and so reach the engine, before
+    # it fails the deploy.
     if checks.verification is not None:
         stack.outputs.update(
             {

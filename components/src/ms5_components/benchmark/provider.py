@@ -8,10 +8,15 @@ database image, the schema version, its own parameters and thresholds, or ``ms5:
   ``maxQueryP95Ms``, ``minCompressionRatio``; ``gate``); ``diff`` compares meaningful inputs only;
 - ``create``/``update`` run :func:`ms5_components.benchmark.runner.run`, store the measurements in
   ``ms5_meta.benchmark_results``, push them to the Pushgateway, and judge them against the
-  thresholds and the previous run on the stack. With ``gate`` a missed threshold (or, with
-  ``gateOnRegression``, a regression) fails the deploy with the results in the message; without
-  it the findings are reported as warnings in the outputs. A run that fails or exceeds its time
-  budget fails the deploy; its scratch schema is dropped (or by the next run);
+  thresholds and the previous run on the stack. The verdict is recorded in the outputs, never
+  raised: with ``gate`` a missed threshold (or, with ``gateOnRegression``, a regression) makes
+  ``status`` fail, and the ``DeployGate`` (:mod:`ms5_components.verification.gate`) fails the
+  deploy with the findings; without it the findings are reported as warnings. A failed gated run
+  also sets ``rerunReason``, so the next ``up`` runs the benchmark again. When this deploy's
+  verification is red (``verificationStatus``) nothing is measured: ``status`` is ``skipped`` and
+  ``rerunReason`` runs it once the verification is green. A run that cannot complete (an error,
+  or its time budget exceeded) raises and fails the deploy; its scratch schema is dropped (or by
+  the next run);
 - ``delete`` drops leftover scratch schemas only when it can reach the database; results stay.
 """
 
@@ -111,9 +116,15 @@ class BenchmarkProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in DIFF_KEYS if _is_unknown(news.get(k)) or olds.get(k) != news.get(k)]
+        """A meaningful input changed, or the last run failed where it gates or was skipped
+        (``rerunReason`` is set)."""
+        from ms5_components.verification.provider import changed_keys
+
         return DiffResult(
-            changes=bool(changed), replaces=[], stables=[], delete_before_replace=False
+            changes=bool(changed_keys(DIFF_KEYS, olds, news)),
+            replaces=[],
+            stables=[],
+            delete_before_replace=False,
         )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -144,11 +155,14 @@ def config_from_props(props: Mapping[str, Any]) -> Any:
 
 
 def run_benchmark(props: Mapping[str, Any]) -> dict[str, Any]:
-    """Run, store, push, judge; returns the outputs or raises :class:`BenchmarkError`."""
+    """Run, store, push, judge; returns the outputs (the verdict included), or raises
+    :class:`BenchmarkError` when the run cannot complete."""
     from ms5_components.benchmark import runner
     from ms5_components.benchmark.plan import Thresholds, evaluate
-    from ms5_components.errors import BenchmarkError
+    from ms5_components.verification.provider import RERUN_KEY
 
+    if props.get("verificationStatus") == "fail":
+        return _skipped(props)
     config = config_from_props(props)
     thresholds = Thresholds.from_input(props.get("thresholds") or {})
     previous = runner.previous_run(config.dsn, config.stack)
@@ -170,13 +184,11 @@ def run_benchmark(props: Mapping[str, Any]) -> dict[str, Any]:
         max_regression_percent=float(props.get("maxRegressionPercent") or 0),
         gate_on_regression=bool(props.get("gateOnRegression")) and gate,
     )
-    title = f"Benchmark ms5-benchmark-{config.stack}"
-    if gate and report.status == "fail":
-        raise BenchmarkError(report.render(title=title))
     from ms5_components.verification.report import Report
 
     shown = report if gate else Report.build(report.findings, warn_only=_all_checks(report))
     outs: dict[str, Any] = {k: props.get(k) for k in DIFF_KEYS}
+    failed = shown.counts()["fail"]
     outs.update(
         {
             "status": shown.status,
@@ -184,6 +196,37 @@ def run_benchmark(props: Mapping[str, Any]) -> dict[str, Any]:
             "findings": shown.to_output(),
             "previous": {f"{b}/{m}": v for (b, m), v in sorted(previous.items())},
             "pushed": pushed,
+            RERUN_KEY: (
+                f"the last benchmark failed where it gates ({failed} failed): the next up "
+                "runs it again"
+                if shown.status == "fail"
+                else ""
+            ),
+        }
+    )
+    return outs
+
+
+def _skipped(props: Mapping[str, Any]) -> dict[str, Any]:
+    """The outputs of a run skipped because this deploy's verification is red."""
+    from ms5_components.verification.provider import RERUN_KEY
+    from ms5_components.verification.report import not_applicable
+
+    stack = props.get("stack") or "stack"
+    finding = not_applicable(
+        "benchmark",
+        f"ms5-benchmark-{stack}",
+        f"not run: the verification ms5-verification-{stack} of this deploy is red",
+    )
+    outs: dict[str, Any] = {k: props.get(k) for k in DIFF_KEYS}
+    outs.update(
+        {
+            "status": "skipped",
+            "results": {},
+            "findings": [finding.to_output()],
+            "previous": {},
+            "pushed": "",
+            RERUN_KEY: "skipped while the verification was red: the next up runs it",
         }
     )
     return outs
@@ -221,17 +264,23 @@ class BenchmarkArgs:
     max_regression_percent: int = 25
     gate_on_regression: bool = False
     pushgateway_url: pulumi.Input[str] | None = None
+    verification_status: pulumi.Input[str] | None = None
+    """This deploy's verification status: ``fail`` skips the measurement (not compared by the
+    diff: a skipped run sets ``rerunReason`` instead)."""
 
 
 class Benchmark(pulumi.dynamic.Resource, module="ms5", name="Benchmark"):
     """The benchmark (see the module docstring)."""
 
     status: pulumi.Output[str]
-    """ok, or warn (findings that do not gate on this stack)."""
+    """ok; warn (findings that do not gate on this stack); fail (a gated finding: the
+    DeployGate fails the deploy); skipped (this deploy's verification is red)."""
     results: pulumi.Output[dict[str, Any]]
     """ingest (rows/s, batch p50/p95/p99), queries (p50/p95/p99 ms each), compression."""
     findings: pulumi.Output[list[dict[str, str]]]
     """Thresholds and regression verdicts."""
+    rerunReason: pulumi.Output[str]  # noqa: N815 - the output's name
+    """Why the next ``up`` runs the benchmark again (failed where it gates, or skipped)."""
 
     def __init__(
         self, name: str, args: BenchmarkArgs, opts: pulumi.ResourceOptions | None = None
@@ -256,12 +305,14 @@ class Benchmark(pulumi.dynamic.Resource, module="ms5", name="Benchmark"):
                 "maxRegressionPercent": args.max_regression_percent,
                 "gateOnRegression": args.gate_on_regression,
                 "pushgatewayUrl": args.pushgateway_url or "",
+                "verificationStatus": args.verification_status or "",
                 "providerVersion": PROVIDER_VERSION,
                 "status": None,
                 "results": None,
                 "findings": None,
                 "previous": None,
                 "pushed": None,
+                "rerunReason": "",
             },
             opts,
         )

@@ -10,12 +10,17 @@ Operations:
 
 - ``check`` validates the inputs (never touches anything); ``diff`` compares the meaningful inputs
   (not the DSN, the password, the timeouts or the serialized provider); nothing replaces it;
-- ``create``/``update`` run :func:`ms5_components.verification.runner.verify` (read only). A
-  failing report raises :class:`~ms5_components.errors.VerificationError` carrying the per-check
-  report (object and next step on each line): the deploy fails, and the resource keeps its
-  previous outputs, so ``lastGood`` still describes the last deploy that verified green (the
-  rollback reads it). A passing report (ok, or warnings only) is returned as the outputs
-  ``status``, ``report`` and ``counts``, and becomes the new ``lastGood``;
+- ``create``/``update`` run :func:`ms5_components.verification.runner.verify` (read only) and
+  return the full outputs ``status`` (ok, warn or fail), ``report`` (one entry per checked
+  object, with its next step) and ``counts``, whatever the result: a red report is recorded, not
+  raised, so it reaches the state and the stack outputs. The ``DeployGate``
+  (:mod:`ms5_components.verification.gate`) then fails the deploy with the report's text. A
+  passing report (ok, or warnings only) becomes the new ``lastGood``; a red one carries the
+  previous ``lastGood`` forward (none on a red first create), so it still describes the last
+  deploy that verified green (the rollback reads it). A red run also records ``rerunReason``:
+  the next ``diff`` reports a change on it (``pulumi preview --diff`` shows the reason going
+  away), so the next ``up`` runs the checks again even with identical inputs. Only a run that
+  cannot start at all (bad inputs) raises;
 - ``delete`` does nothing (it never changed anything).
 """
 
@@ -66,6 +71,10 @@ DIFF_KEYS = (
     "providerVersion",
 )
 """What the verification checks or how it judges: a change re-runs it."""
+
+RERUN_KEY = "rerunReason"
+"""Output set by a red run (empty otherwise; always empty in the inputs): while it is set, the
+next diff reports a change, so the next ``up`` runs again."""
 
 _BACKUP_SOURCE_HELP = "none, pushgateway or dir:<path>"
 
@@ -136,23 +145,36 @@ class VerificationProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in DIFF_KEYS if _is_unknown(news.get(k)) or olds.get(k) != news.get(k)]
+        """A meaningful input changed, or the last run was red (``rerunReason`` is set)."""
         return DiffResult(
-            changes=bool(changed), replaces=[], stables=[], delete_before_replace=False
+            changes=bool(changed_keys(DIFF_KEYS, olds, news)),
+            replaces=[],
+            stables=[],
+            delete_before_replace=False,
         )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        """Run the checks; a failing report fails the create (nothing recorded)."""
-        outs = _run(props)
+        """Run the checks; the outputs record the report, red or not."""
+        outs = _run(props, {})
         return CreateResult(id_=f"ms5-verification-{props.get('stack') or 'stack'}", outs=outs)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        """Run the checks again; a failing report fails the update (the previous outputs, and
-        so the previous ``lastGood``, stay in state)."""
-        return UpdateResult(outs=_run(news))
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Run the checks again; a red report keeps the previous ``lastGood``."""
+        return UpdateResult(outs=_run(news, olds))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing to undo: the verification only reads."""
+
+
+def changed_keys(
+    keys: Sequence[str], olds: Mapping[str, Any], news: Mapping[str, Any]
+) -> list[str]:
+    """The keys whose new input differs from the previous outputs, plus ``rerunReason`` when
+    the previous run left one (olds are the previous outputs, as the engine sends them)."""
+    changed = [k for k in keys if _is_unknown(news.get(k)) or olds.get(k) != news.get(k)]
+    if olds.get(RERUN_KEY):
+        changed.append(RERUN_KEY)
+    return changed
 
 
 def target_from_props(props: Mapping[str, Any]) -> Any:
@@ -215,33 +237,46 @@ def scrub_secrets(text: str, props: Mapping[str, Any]) -> str:
     return text
 
 
-def _run(props: Mapping[str, Any]) -> dict[str, Any]:
+def _run(props: Mapping[str, Any], olds: Mapping[str, Any]) -> dict[str, Any]:
     import time
 
-    from ms5_components.errors import VerificationError
     from ms5_components.verification.runner import verify
 
     report = verify(target_from_props(props))
-    if report.status == "fail":
-        raise VerificationError(
-            scrub_secrets(
-                report.render(title=f"Verification ms5-verification-{props.get('stack')}"),
-                props,
-            )
-        )
-    return outputs(props, report, verified_at=time.time())
+    return outputs(props, report, verified_at=time.time(), olds=olds)
 
 
-def outputs(props: Mapping[str, Any], report: Report, *, verified_at: float) -> dict[str, Any]:
-    """The outputs of a passing run: the diff basis, the report and the last-good record."""
-    from datetime import UTC, datetime
-
+def outputs(
+    props: Mapping[str, Any],
+    report: Report,
+    *,
+    verified_at: float,
+    olds: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The outputs of a run: the diff basis, the report and the last-good record (a red run
+    carries the previous one forward from ``olds``, the previous outputs)."""
     outs: dict[str, Any] = {k: props.get(k) for k in DIFF_KEYS}
     outs["stack"] = props.get("stack")
     outs["status"] = report.status
     outs["counts"] = report.counts()
     outs["report"] = scrub_report(report.to_output(), props)
-    outs["lastGood"] = {
+    if report.status == "fail":
+        failed = report.counts()["fail"]
+        outs["lastGood"] = (olds or {}).get("lastGood") or None
+        outs[RERUN_KEY] = (
+            f"the last verification was red ({failed} failed): the next up runs it again"
+        )
+    else:
+        outs["lastGood"] = last_good(props, verified_at)
+        outs[RERUN_KEY] = ""
+    return outs
+
+
+def last_good(props: Mapping[str, Any], verified_at: float) -> dict[str, Any]:
+    """The record of a deploy that verified green (what ``./ms5 rollback`` returns to)."""
+    from datetime import UTC, datetime
+
+    return {
         "dbImage": props.get("dbImage") or "",
         "extensionVersion": props.get("extensionVersion") or "",
         "migrationFiles": props.get("migrationFiles") or {},
@@ -251,7 +286,6 @@ def outputs(props: Mapping[str, Any], report: Report, *, verified_at: float) -> 
         "stack": props.get("stack") or "",
         "verifiedAt": datetime.fromtimestamp(verified_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    return outs
 
 
 def scrub_report(
@@ -308,14 +342,17 @@ class Verification(pulumi.dynamic.Resource, module="ms5", name="Verification"):
     """The post-deploy verification (see the module docstring)."""
 
     status: pulumi.Output[str]
-    """ok or warn (a failing report fails the deploy instead)."""
+    """ok, warn or fail (a red report is recorded; the DeployGate fails the deploy on it)."""
     report: pulumi.Output[list[dict[str, str]]]
     """One entry per checked object: check, object, status, message, nextStep."""
     counts: pulumi.Output[dict[str, int]]
     """Findings per status."""
     lastGood: pulumi.Output[dict[str, Any]]  # noqa: N815 - the output's name
     """The last deploy that verified: dbImage, extensionVersion, migrationFiles, schemaVersion,
-    settings, settingsHash, stack, verifiedAt (what ``./ms5 rollback`` returns to)."""
+    settings, settingsHash, stack, verifiedAt (what ``./ms5 rollback`` returns to); a red run
+    keeps the previous one."""
+    rerunReason: pulumi.Output[str]  # noqa: N815 - the output's name
+    """Why the next ``up`` runs the checks again (a red run); empty otherwise."""
 
     def __init__(
         self, name: str, args: VerificationArgs, opts: pulumi.ResourceOptions | None = None
@@ -352,5 +389,6 @@ class Verification(pulumi.dynamic.Resource, module="ms5", name="Verification"):
             "report": None,
             "counts": None,
             "lastGood": None,
+            RERUN_KEY: "",
         }
         super().__init__(VerificationProvider(), name, props, opts)

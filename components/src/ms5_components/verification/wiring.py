@@ -1,7 +1,9 @@
 """The verification and benchmark part of a stack (what ``stack.py``'s section calls).
 
-Order: the ``Verification`` depends on every resource of the stack built so far (it runs last);
-the ``Benchmark`` depends on the ``Verification`` (a stack that does not verify is not measured).
+Order: the ``Verification`` depends on every resource of the stack built so far; the
+``Benchmark`` depends on the ``Verification`` (and measures nothing when it is red); the
+``DeployGate`` comes last, after both and after every other resource of the stack, and fails the
+deploy on a red result once both have recorded it. Nothing depends on the gate.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pulumi
 
 from ms5_components.benchmark.provider import Benchmark, BenchmarkArgs
 from ms5_components.settings import Settings
+from ms5_components.verification.gate import DeployGate, DeployGateArgs
 from ms5_components.verification.provider import (
     Verification,
     VerificationArgs,
@@ -100,6 +103,8 @@ def _int(value: object, default: int) -> int:
 class Checks:
     verification: Verification | None
     benchmark: Benchmark | None
+    gate: DeployGate | None = None
+    """Fails the deploy on a red result (None when neither check is enabled)."""
 
 
 def build_checks(
@@ -118,8 +123,10 @@ def build_checks(
     grafana_url: pulumi.Input[str] | None,
     grafana_password: pulumi.Input[str] | None,
     after: Sequence[pulumi.Resource],
+    gate_after: Sequence[pulumi.Resource] = (),
 ) -> Checks:
-    """Create the Verification (after ``after``) and the Benchmark (after the Verification)."""
+    """Create the Verification (after ``after``), the Benchmark (after the Verification) and
+    the DeployGate (after both and ``gate_after``: the resources neither waits for)."""
     from ms5_components.monitoring import dashboard, metrics
 
     ver = VerificationSettings.from_settings(settings)
@@ -183,9 +190,43 @@ def build_checks(
                 max_regression_percent=bench.max_regression_percent,
                 gate_on_regression=bench.gate_on_regression,
                 pushgateway_url=pushgateway_url,
+                verification_status=verification.status if verification is not None else None,
             ),
             opts=pulumi.ResourceOptions(
                 depends_on=[verification] if verification is not None else list(after)
             ),
         )
-    return Checks(verification=verification, benchmark=benchmark)
+    return Checks(
+        verification=verification,
+        benchmark=benchmark,
+        gate=build_gate(settings, verification, benchmark, gate_after),
+    )
+
+
+def build_gate(
+    settings: Settings,
+    verification: Verification | None,
+    benchmark: Benchmark | None,
+    gate_after: Sequence[pulumi.Resource],
+) -> DeployGate | None:
+    """The DeployGate of the checks that are enabled (None when neither is)."""
+    checks = [r for r in (verification, benchmark) if r is not None]
+    if not checks:
+        return None
+    return DeployGate(
+        "deploy-gate",
+        DeployGateArgs(
+            stack=settings.stack,
+            verification=(
+                {"status": verification.status, "report": verification.report}
+                if verification is not None
+                else None
+            ),
+            benchmark=(
+                {"status": benchmark.status, "findings": benchmark.findings}
+                if benchmark is not None
+                else None
+            ),
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[*checks, *gate_after]),
+    )
