@@ -15,6 +15,7 @@ that registration in an :class:`EventLog`, in order with the failures the rehear
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import runpy
 import threading
@@ -262,6 +263,8 @@ class ProgramRun:
     secret_exports: set[str]
     events: EventLog = field(default_factory=EventLog)
     """The stack-outputs registration and failures, in arrival order."""
+    export_resources: dict[str, set[str]] = field(default_factory=dict)
+    """Export name -> URNs of the resources its value reads (``Output.resources()``)."""
 
     def by_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations.values() if r.type == type_]
@@ -335,6 +338,11 @@ def run_program(
     )
     exports: dict[str, Any] = {}
     secret_exports: set[str] = set()
+    export_resources: dict[str, set[str]] = {}
+
+    async def resource_urns(value: Any) -> list[str]:
+        resources = await pulumi.Output.from_input(value).resources()
+        return [str(await r.urn.future()) for r in resources]
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def evaluate() -> pulumi.Output[Any]:
@@ -347,13 +355,20 @@ def run_program(
             root.register_outputs(dict(outputs))
 
         def collect(resolved: list[Any]) -> None:
-            for (name, _), (value, secret) in zip(sorted(outputs.items()), resolved, strict=True):
+            for (name, _), (value, secret, urns) in zip(
+                sorted(outputs.items()), resolved, strict=True
+            ):
                 exports[name] = value
+                export_resources[name] = set(urns)
                 if secret:
                     secret_exports.add(name)
 
         pairs = [
-            pulumi.Output.all(pulumi.Output.from_input(v), pulumi.Output.from_input(v).is_secret())
+            pulumi.Output.all(
+                pulumi.Output.from_input(v),
+                pulumi.Output.from_input(v).is_secret(),
+                pulumi.Output.from_input(asyncio.ensure_future(resource_urns(v))),
+            )
             for _, v in sorted(outputs.items())
         ]
         return pulumi.Output.all(*pairs).apply(collect)
@@ -367,4 +382,5 @@ def run_program(
         exports=exports,
         secret_exports=secret_exports,
         events=mocks.events,
+        export_resources=export_resources,
     )

@@ -208,6 +208,13 @@ POLICIES: tuple[PolicySpec, ...] = (
         protects="performance regressions reaching production unmeasured",
     ),
     PolicySpec(
+        name="production-gates-the-checks",
+        kind="stack",
+        rule=stack.production_gates_the_checks,
+        remediation="Create the DeployGate last, depending on the Verification and the Benchmark.",
+        protects="a red verification or benchmark that does not stop the production deploy",
+    ),
+    PolicySpec(
         name="pgdata-volume-protected",
         kind="stack",
         rule=stack.pgdata_volume_protected,

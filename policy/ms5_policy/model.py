@@ -25,6 +25,7 @@ BACKUP = DYNAMIC + "Backup"
 RESTORE_DRILL = DYNAMIC + "RestoreDrill"
 VERIFICATION = DYNAMIC + "Verification"
 BENCHMARK = DYNAMIC + "Benchmark"
+DEPLOY_GATE = DYNAMIC + "DeployGate"
 CONTAINER_HEALTH = DYNAMIC + "ContainerHealth"
 
 

@@ -16,6 +16,7 @@ from ms5_policy.model import (
     BENCHMARK,
     CONTAINER,
     CONTAINER_HEALTH,
+    DEPLOY_GATE,
     MIGRATION_SET,
     MONITORING_ROLE,
     VERIFICATION,
@@ -164,6 +165,47 @@ def production_has_benchmark(resources: Sequence[Resource], ctx: Context) -> lis
             f"({BENCHMARK}) with thresholds and gate=true."
         )
     ]
+
+
+def production_gates_the_checks(resources: Sequence[Resource], ctx: Context) -> list[Finding]:
+    """In production a DeployGate comes after every Verification and Benchmark, and nothing
+    waits for it.
+
+    The Verification and the Benchmark record a red result instead of failing; without a gate
+    after them, a red production deploy would succeed. A resource that waits for the gate would
+    not be created on a red deploy, and a stack output reading it would keep the red report out
+    of the stack outputs."""
+    checks = [r for r in resources if r.type in (VERIFICATION, BENCHMARK)]
+    if not ctx.production or not checks:
+        return []
+    gates = _of_type(resources, DEPLOY_GATE)
+    if not gates:
+        return [
+            Violation(
+                "no DeployGate resource in a production stack with a Verification or Benchmark: "
+                f"add the gate ({DEPLOY_GATE}) after both, or a red result deploys."
+            )
+        ]
+    graph = Graph(resources)
+    out: list[Finding] = [
+        Violation(
+            f"{c.label}: no DeployGate waits for it; add it to the gate's depends_on so its red "
+            "result fails the deploy.",
+            c.urn,
+        )
+        for c in checks
+        if not any(graph.waits_for(g, c) for g in gates)
+    ]
+    out += [
+        Violation(
+            f"{r.label}: waits for the DeployGate; nothing may depend on the gate (it must be "
+            "the last resource, so a red deploy still records every other resource).",
+            r.urn,
+        )
+        for r in resources
+        if r.type != DEPLOY_GATE and any(graph.waits_for(r, g) for g in gates)
+    ]
+    return out
 
 
 def backup_before_migrations(resources: Sequence[Resource], ctx: Context) -> list[Finding]:

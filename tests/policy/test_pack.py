@@ -390,6 +390,12 @@ MUTATIONS: dict[str, tuple[str, Mutation]] = {
         _drop_deps("benchmark", "migrations", "verification"),
     ),
     "no-benchmark": ("production-has-benchmark", _remove("benchmark")),
+    "no-deploy-gate": ("production-gates-the-checks", _remove("deploy-gate")),
+    # (the Benchmark waits for the Verification: the gate still waits for that one)
+    "gate-not-after-benchmark": (
+        "production-gates-the-checks",
+        _drop_deps("deploy-gate", "benchmark"),
+    ),
     "pgdata-unprotected": ("pgdata-volume-protected", _option("timescaledb-data", protect=False)),
     "role-can-write": (
         "monitoring-roles-not-superuser",

@@ -11,6 +11,7 @@ from ms5_policy.model import (
     BENCHMARK,
     CONTAINER,
     CONTAINER_HEALTH,
+    DEPLOY_GATE,
     MIGRATION_SET,
     MONITORING_ROLE,
     UNKNOWN,
@@ -199,6 +200,43 @@ def test_production_needs_a_backup_and_a_benchmark():
         Violation(
             "no Benchmark resource in a production stack: add the benchmark component "
             f"({BENCHMARK}) with thresholds and gate=true."
+        )
+    ]
+
+
+# ---- production_gates_the_checks ----------------------------------------------------------------
+
+
+def test_production_gates_the_checks():
+    verification = _r(VERIFICATION, "verification")
+    benchmark = _r(BENCHMARK, "benchmark", "urn:verification")
+    gate = _r(DEPLOY_GATE, "deploy-gate", "urn:verification", "urn:benchmark")
+    assert stack.production_gates_the_checks([verification, benchmark, gate], PROD) == []
+    # Through the Benchmark, the gate waits for the Verification too.
+    later = _r(DEPLOY_GATE, "deploy-gate", "urn:benchmark")
+    assert stack.production_gates_the_checks([verification, benchmark, later], PROD) == []
+    assert stack.production_gates_the_checks([verification, benchmark], STAGING) == []
+    assert stack.production_gates_the_checks([_r(BACKUP, "b")], PROD) == []
+    assert stack.production_gates_the_checks([verification, benchmark], PROD) == [
+        Violation(
+            "no DeployGate resource in a production stack with a Verification or Benchmark: "
+            f"add the gate ({DEPLOY_GATE}) after both, or a red result deploys."
+        )
+    ]
+    early = _r(DEPLOY_GATE, "deploy-gate", "urn:verification")
+    assert stack.production_gates_the_checks([verification, benchmark, early], PROD) == [
+        Violation(
+            f"{benchmark.label}: no DeployGate waits for it; add it to the gate's depends_on so "
+            "its red result fails the deploy.",
+            "urn:benchmark",
+        )
+    ]
+    after_gate = _r(CONTAINER, "late", "urn:deploy-gate")
+    assert stack.production_gates_the_checks([verification, benchmark, gate, after_gate], PROD) == [
+        Violation(
+            f"{after_gate.label}: waits for the DeployGate; nothing may depend on the gate (it "
+            "must be the last resource, so a red deploy still records every other resource).",
+            "urn:late",
         )
     ]
 

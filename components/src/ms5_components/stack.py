@@ -57,6 +57,8 @@ class Stack:
     """The backup service container (None when ms5:backupSchedulerEnabled is false)."""
     monitoring: Monitoring | None = None
     """Exporter, Prometheus (+ Pushgateway) and Grafana; None when monitoringEnabled is false."""
+    gate: pulumi.Resource | None = None
+    """The DeployGate (None when neither check is enabled); no output may read it."""
     outputs: dict[str, pulumi.Input[object]] = field(default_factory=dict)
     """Stack outputs, exported by the program."""
 
@@ -252,6 +254,7 @@ def build_checks_section(stack: Stack, migrations: MigrationSet) -> None:
     )
     # No stack output reads the gate: the outputs must resolve, and so reach the engine, before
     # it fails the deploy.
+    stack.gate = checks.gate
     if checks.verification is not None:
         stack.outputs.update(
             {
