@@ -367,7 +367,9 @@ def run_program(
             pulumi.Output.all(
                 pulumi.Output.from_input(v),
                 pulumi.Output.from_input(v).is_secret(),
-                pulumi.Output.from_input(asyncio.ensure_future(resource_urns(v))),
+                pulumi.Output[list[str]].from_input(
+                    asyncio.ensure_future(resource_urns(v))  # type: ignore[arg-type]
+                ),
             )
             for _, v in sorted(outputs.items())
         ]

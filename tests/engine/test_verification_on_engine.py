@@ -13,7 +13,10 @@ Prometheus target down), each followed by its repair; then a failing background 
 warn-only list lifted), and a benchmark whose session is terminated mid-run and one whose process
 is killed mid-run: the scratch schema is dropped by the run itself, or by the next deploy's run.
 (The benchmark comes before the exporter fault: after it, the 300 s compression job keeps the
-exporter's target down until its next scrape.)
+exporter's target down until its next scrape.) Each failed `up` fails with the per-check report,
+and the stack outputs the engine keeps after it (:attr:`RehearsalError.exports`) carry the red
+report: ``verificationStatus`` fail, the failing object and its next step in
+``verificationReport``, ``lastGood`` unchanged.
 """
 
 from __future__ import annotations
@@ -111,6 +114,21 @@ def wait_for_targets(stack: Stack, timeout: float = 180.0) -> None:
     pytest.fail(f"Prometheus targets not up again within {timeout:.0f} s: {health}")
 
 
+def red_export(error: RehearsalError, check: str, obj: str) -> dict[str, Any]:
+    """The failing finding of ``check`` on an object starting with ``obj`` in the stack output
+    ``verificationReport`` the engine keeps after the failed ``up`` (status fail, next step)."""
+    exports = error.exports
+    assert exports["verificationStatus"] == "fail", exports.get("verificationStatus")
+    found = [
+        r
+        for r in exports["verificationReport"]
+        if r["status"] == "fail" and r["check"] == check and r["object"].startswith(obj)
+    ]
+    assert found, [r for r in exports["verificationReport"] if r["status"] == "fail"]
+    assert all(r["nextStep"] for r in found)
+    return found[0]
+
+
 def _report(run: RehearsalRun) -> list[dict[str, Any]]:
     outputs = run.one(VERIFICATION).outputs
     report: list[dict[str, Any]] = outputs["report"]
@@ -170,6 +188,11 @@ def test_a_benchmark_below_its_threshold_fails_where_it_gates(stack: Stack) -> N
     assert "Benchmark" in message, message
     assert f"Benchmark ms5-benchmark-{stack.name}: FAIL" in message
     assert "[FAIL] ingest: ingest_copy:" in message and "below the floor" in message
+    exports = info.value.exports
+    assert exports["benchmarkStatus"] == "fail"
+    [ingest] = [f for f in exports["benchmarkFindings"] if f["check"] == "ingest"]
+    assert ingest["status"] == "fail" and ingest["nextStep"]
+    assert exports["verificationStatus"] in ("ok", "warn")
     with psycopg.connect(stack.dsn, autocommit=True) as conn:
         left = conn.execute(
             "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'ms5\\_bench\\_%'"
@@ -178,6 +201,8 @@ def test_a_benchmark_below_its_threshold_fails_where_it_gates(stack: Stack) -> N
 
 
 def test_a_missing_hypertable_turns_it_red(stack: Stack) -> None:
+    last_good = stack.rehearsal.state.outputs["lastGood"]
+    assert last_good["schemaVersion"] == stack.first.program.exports["schemaVersion"]
     with psycopg.connect(stack.dsn, autocommit=True) as conn:
         conn.execute("ALTER TABLE ms5.downtime_events RENAME TO downtime_events_moved")
     try:
@@ -186,6 +211,9 @@ def test_a_missing_hypertable_turns_it_red(stack: Stack) -> None:
         message = str(info.value)
         assert f"Verification ms5-verification-{stack.name}: FAIL" in message
         assert "[FAIL] hypertables: ms5.downtime_events: not a hypertable" in message
+        finding = red_export(info.value, "hypertables", "ms5.downtime_events")
+        assert finding["message"].startswith("not a hypertable")
+        assert info.value.exports["lastGood"] == last_good  # the last green deploy's
     finally:
         with psycopg.connect(stack.dsn, autocommit=True) as conn:
             conn.execute("ALTER TABLE ms5.downtime_events_moved RENAME TO downtime_events")
@@ -199,6 +227,7 @@ def test_the_exporter_down_turns_it_red(stack: Stack) -> None:
             stack.again()
         message = str(info.value)
         assert "[FAIL] exporter: job timescaledb-core: exporter target down" in message
+        red_export(info.value, "exporter", "job timescaledb-core")
     finally:
         stack.docker("start", "postgres-exporter")
 
@@ -214,6 +243,8 @@ def test_a_prometheus_target_down_turns_it_red(stack: Stack) -> None:
         message = str(info.value)
         assert "[FAIL] prometheus: target pushgateway" in message, message
         assert "[FAIL] pushgateway: http://127.0.0.1:" in message, message
+        red_export(info.value, "prometheus", "target pushgateway")
+        red_export(info.value, "pushgateway", "http://127.0.0.1:")
     finally:
         stack.docker("unpause", "pushgateway")
 

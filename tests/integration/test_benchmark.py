@@ -29,6 +29,7 @@ from ms5_components.benchmark.plan import INGEST, QUERIES
 from ms5_components.benchmark.provider import BenchmarkProvider, run_benchmark
 from ms5_components.errors import BenchmarkError
 from ms5_components.monitoring import metrics
+from ms5_components.verification.gate import failure_text
 
 pytestmark = pytest.mark.integration
 
@@ -133,9 +134,12 @@ def test_a_missed_threshold_fails_where_it_gates_and_warns_elsewhere(dsn: str) -
         "minCompressionRatio": 0.0,
         "minIngestRowsPerSecond": 1e12,
     }
-    with pytest.raises(BenchmarkError) as info:
-        run_benchmark(props(dsn, thresholds=impossible, gate=True))
-    message = str(info.value)
+    gated = run_benchmark(props(dsn, thresholds=impossible, gate=True))
+    assert gated["status"] == "fail" and gated["rerunReason"]
+    message = failure_text(
+        {"stack": "bench-test", "benchmark": {"status": "fail", "findings": gated["findings"]}}
+    )
+    assert message.startswith("Benchmark ms5-benchmark-bench-test: FAIL")
     assert "[FAIL] ingest: ingest_copy:" in message
     assert "below the floor of 1,000,000,000,000 rows/s" in message
     assert scratch(dsn) == []
@@ -154,10 +158,12 @@ def test_a_regression_gates_when_set(dsn: str) -> None:
             " (now() - interval '1 day', 'bench-test', 'old', %s, 'rows_per_second', 1e12)",
             (INGEST,),
         )
-    with pytest.raises(
-        BenchmarkError, match=r"\[FAIL\] regression: ingest_copy: .* below the previous run"
-    ):
-        run_benchmark(props(dsn, maxRegressionPercent=25, gateOnRegression=True))
+    outs = run_benchmark(props(dsn, maxRegressionPercent=25, gateOnRegression=True))
+    assert outs["status"] == "fail"
+    [regression] = [
+        f for f in outs["findings"] if f["check"] == "regression" and f["status"] == "fail"
+    ]
+    assert regression["object"] == INGEST and "below the previous run" in regression["message"]
 
 
 def test_a_session_terminated_mid_run_leaves_no_scratch_schema(dsn: str) -> None:

@@ -192,6 +192,8 @@ def test_drift_fails_the_deploy_with_the_file_and_no_secret(
     rehearsal: Rehearsal, pg_server: ms5_testenv.PostgresServer, migrations_copy: Path
 ) -> None:
     rehearsal.up()
+    before = dict(rehearsal.state.outputs)
+    assert before["schemaVersion"]
     path = migrations_copy / "V0002__reference_tables.sql"
     path.write_text(path.read_text() + "\n-- edited after it was applied\n")
     preview = rehearsal.preview()
@@ -202,6 +204,10 @@ def test_drift_fails_the_deploy_with_the_file_and_no_secret(
     assert "V0002__reference_tables.sql (version 2) changed after it was applied" in message
     assert "MigrationDriftError" in message
     assert pg_server.password not in message
+    # A failure before the program registered its outputs: the engine keeps the previous ones.
+    assert [e.kind for e in caught.value.events if e.kind == "failed"] == ["failed"]
+    assert caught.value.exports == rehearsal.state.outputs
+    assert caught.value.exports["schemaVersion"] == before["schemaVersion"]
 
 
 def test_bad_migration_file_fails_the_program_naming_it(

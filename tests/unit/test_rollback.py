@@ -196,3 +196,21 @@ def test_ms5_rollback_names_a_missing_pulumi_cli(tmp_path) -> None:
     )
     assert done.returncode != 0
     assert "the Pulumi CLI is missing" in done.stderr
+
+
+def test_after_a_red_verification_the_state_still_holds_the_last_green_record() -> None:
+    """A red run is recorded in the Verification's outputs (its report included) but carries
+    ``lastGood`` forward: the rollback reads the last green deploy from that state."""
+    from ms5_components.verification.provider import outputs
+    from ms5_components.verification.report import Report, fail, ok
+
+    props = {"stack": "staging", "schemaVersion": "2", "migrationFiles": dict(GOOD_FILES)}
+    green = outputs(props, Report.build([ok("extension", "db", "ok")]), verified_at=0)
+    red_report = Report.build([fail("hypertables", "ms5.t", "not a hypertable", "migrate")])
+    red = outputs({**props, "schemaVersion": "3"}, red_report, verified_at=60, olds=green)
+    assert red["status"] == "fail"
+    export = {"deployment": {"resources": [{"type": VERIFICATION, "outputs": red}]}}
+    recorder = Recorder({"pulumi stack export": json.dumps(export), "pulumi config --stack": "{}"})
+    state = read_state("staging", run=recorder)
+    assert state.last_good == green["lastGood"]
+    assert state.last_good is not None and state.last_good["schemaVersion"] == "2"

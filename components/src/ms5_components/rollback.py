@@ -1,10 +1,11 @@
 """``./ms5 rollback STACK``: back to the last deploy that verified green.
 
-The record is the Verification resource's ``lastGood`` output in the stack's state. A failed
-verification fails its update, so the state keeps the previous outputs: after a bad deploy,
-``lastGood`` still describes the last good one - the database image (digest and the ``dbImage``
-setting), every non-secret setting, the schema version, the TimescaleDB version and the migration
-files it ran with.
+The record is the Verification resource's ``lastGood`` output in the stack's state. A red
+verification is recorded (its report is in the state) but carries the previous ``lastGood``
+forward, and the DeployGate then fails the deploy: after a bad deploy, ``lastGood`` still
+describes the last good one - the database image (digest and the ``dbImage`` setting), every
+non-secret setting, the schema version, the TimescaleDB version and the migration files it ran
+with.
 
 The plan (:func:`plan_rollback`, pure) compares that record with the stack now:
 

@@ -931,7 +931,7 @@ SPECS: tuple[Spec, ...] = (
         parse=_boolean,
         group="verification",
         description="Verify the stack at the end of every deploy (a failing check fails the "
-        "deploy with a per-check report).",
+        "deploy with a per-check report, also the stack output verificationReport).",
     ),
     Spec(
         key="verificationWarnOnly",
