@@ -157,3 +157,51 @@ def test_a_corrupted_backup_is_refused(
     with pytest.raises(BackupError, match="is not restorable"):
         restore(target, taken.name, into=into, settings=FAST)
     assert not exists(pg_server, into)
+
+
+def _properties(dsn: str, database: str) -> tuple[Any, ...]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT d.datdba::regrole::text, d.datacl::text, (SELECT s.setconfig "
+            "FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0) "
+            "FROM pg_database d WHERE d.datname = %s",
+            (database,),
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_a_forced_restore_keeps_the_replaced_databases_owner_privileges_and_settings(
+    ms5_database: str,
+    backup_target: Callable[..., runner.Target],
+    pg_server: Any,
+    new_name: Callable[[], str],
+) -> None:
+    """They belong to the database, not to its contents: a dump taken without --create does not
+    hold them (the monitoring roles' CONNECT grants, for instance)."""
+    target = backup_target(ms5_database)
+    taken = runner.take_backup(target, FAST)
+    into = new_name()
+    owner = f"ms5_probe_{uuid.uuid4().hex[:8]}"
+    db, role = sql.Identifier(into), sql.Identifier(owner)
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(role))
+    try:
+        with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, role))
+            conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO pg_monitor").format(db))
+            conn.execute(sql.SQL("ALTER DATABASE {} SET search_path TO ms5, public").format(db))
+            conn.execute(sql.SQL("ALTER DATABASE {} SET statement_timeout TO '5min'").format(db))
+        other = make_conninfo(pg_server.dsn, dbname=into)
+        with psycopg.connect(other, autocommit=True) as conn:
+            conn.execute("CREATE TABLE precious (id int)")
+        before = _properties(pg_server.dsn, into)
+        assert before[0] == owner and "pg_monitor=c/" in before[1]
+        restore(target, taken.name, into=into, force=True, settings=FAST)
+        assert _properties(pg_server.dsn, into) == before
+        assert count(other, "ms5.machine_metrics") == 3000
+    finally:
+        with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))

@@ -13,11 +13,14 @@ import pytest
 
 from harness import ROOT
 from ms5_components.errors import RollbackError
+from ms5_components.migrations.plan import load_directory
 from ms5_components.rollback import (
     MIGRATION_SET,
     VERIFICATION,
     StackState,
     execute,
+    main,
+    next_migrations_dir,
     plan_rollback,
     read_state,
 )
@@ -85,6 +88,7 @@ def test_settings_and_image_go_back() -> None:
     assert [(k, back) for k, _now, back in plan.config] == [
         ("dbImage", "timescale/timescaledb:2.19.3-pg17"),
         ("dbMaxConnections", "100"),
+        ("verificationRunId", "rollback-20261201T200000Z"),
     ]
     recorder = Recorder()
     done = execute("staging", plan, backup=None, restore_command=None, run=recorder)
@@ -99,9 +103,18 @@ def test_settings_and_image_go_back() -> None:
             "timescale/timescaledb:2.19.3-pg17",
         ],
         ["pulumi", "config", "set", "--stack", "staging", "ms5:dbMaxConnections", "100"],
+        [
+            "pulumi",
+            "config",
+            "set",
+            "--stack",
+            "staging",
+            "ms5:verificationRunId",
+            "rollback-20261201T200000Z",
+        ],
         ["pulumi", "up", "--stack", "staging", "--yes", "--skip-preview"],
     ]
-    assert len(done) == 3
+    assert len(done) == 4
 
 
 def test_a_migrated_or_upgraded_database_is_restored_first() -> None:
@@ -214,3 +227,91 @@ def test_after_a_red_verification_the_state_still_holds_the_last_green_record() 
     state = read_state("staging", run=recorder)
     assert state.last_good == green["lastGood"]
     assert state.last_good is not None and state.last_good["schemaVersion"] == "2"
+
+
+def test_the_verification_runs_again_on_a_rollback_and_its_run_id_is_never_set_back() -> None:
+    """The restored database changed outside Pulumi: the rollback's up must verify it even when
+    every other input of the Verification equals what it last verified."""
+    plan = plan_rollback(_state({"verificationRunId": "run-9"}, schema_version="3"), GOOD_FILES)
+    assert plan.config == (("verificationRunId", "run-9", "rollback-20261201T200000Z"),)
+    assert "(so the verification runs again)" in plan.render("staging", "b")
+    # Only the run id differs: nothing to roll back, and the run id stays.
+    assert plan_rollback(_state({"verificationRunId": "run-9"}), GOOD_FILES).nothing_to_do
+    # A rollback that already set it (and failed later) does not set it again.
+    again = _state({"verificationRunId": "rollback-20261201T200000Z"}, schema_version="3")
+    assert plan_rollback(again, GOOD_FILES).config == ()
+
+
+def test_new_migrations_are_looked_for_where_the_rollbacks_up_reads_them(tmp_path) -> None:
+    """``ms5:migrationsDir`` as the plan leaves it: the last good deploy's value when it is set
+    back, else the stack's; relative to the project directory; empty: the repository's."""
+    from ms5_components.migrations import repository_migrations_dir
+
+    settings = dict(public_settings(load_settings({}, stack="staging")))
+    good = _good(settings={**settings, "migrationsDir": "db/good"})
+    state = _state({"migrationsDir": "db/bad"}, last_good=good)
+    assert next_migrations_dir(state, tmp_path) == tmp_path / "db" / "good"
+    state = _state({"migrationsDir": "/abs/now"}, last_good=_good(settings={}))
+    assert next_migrations_dir(state, tmp_path).as_posix() == "/abs/now"
+    assert next_migrations_dir(_state(), tmp_path) == repository_migrations_dir()
+
+
+class Cli(Recorder):
+    """The Pulumi CLI of one stack whose ``ms5:migrationsDir`` is ``directory``."""
+
+    def __init__(self, directory: str, schema_version: str) -> None:
+        settings = public_settings(load_settings({"ms5:migrationsDir": directory}, stack="staging"))
+        export = {
+            "version": 3,
+            "deployment": {
+                "resources": [
+                    {
+                        "type": VERIFICATION,
+                        "outputs": {"lastGood": _good(settings=settings)},
+                    },
+                    {
+                        "type": MIGRATION_SET,
+                        "outputs": {
+                            "current_version": schema_version,
+                            "timescaledb_version": "2.19.3",
+                        },
+                    },
+                ]
+            },
+        }
+        config = {"ms5:migrationsDir": {"value": directory, "secret": False}}
+        super().__init__(
+            {
+                "pulumi stack export": json.dumps(export),
+                "pulumi config --stack": json.dumps(config),
+            }
+        )
+
+
+def test_main_refuses_new_migration_files_of_the_stacks_migrations_dir(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """Not the repository's migrations/: the directory ``ms5:migrationsDir`` names."""
+    directory = tmp_path / "db"
+    directory.mkdir()
+    for name in GOOD_FILES:
+        (directory / name).write_text(f"SELECT {name[4]!r};\n")
+    monkeypatch.chdir(tmp_path)
+    # The recorded checksums are the files' own: only a new file is reported.
+    files = {m.filename: m.checksum for m in load_directory(directory)}
+    cli = Cli("db", "2")
+    export = json.loads(cli.answers["pulumi stack export"])
+    export["deployment"]["resources"][0]["outputs"]["lastGood"]["migrationFiles"] = files
+    cli.answers["pulumi stack export"] = json.dumps(export)
+    (directory / "V0003__c.sql").write_text("SELECT 3;\n")
+    assert main(["staging", "--backup", "b"], run=cli) == 1
+    err = capsys.readouterr().err
+    assert "V0003__c.sql" in err and "Check out the commit" in err
+    assert [c[:3] for c in cli.calls] == [
+        ["pulumi", "stack", "export"],
+        ["pulumi", "config", "--stack"],
+    ]
+    # Moved aside: the same stack has nothing to do.
+    (directory / "V0003__c.sql").unlink()
+    assert main(["staging"], run=cli) == 0
+    assert "nothing differs" in capsys.readouterr().out

@@ -423,3 +423,70 @@ def test_settings_change_reruns_the_verification(program):
 def test_disabled_checks_leave_the_program(program):
     run = program("staging", {"ms5:verificationEnabled": False, "ms5:benchmarkEnabled": False})
     assert run.by_type(VERIFICATION) == [] and run.by_type(BENCHMARK) == []
+
+
+def _vector_answer(*values: float) -> HttpAnswer:
+    result = [{"metric": {"job": "timescaledb-core"}, "value": [0, str(v)]} for v in values]
+    body = {"status": "success", "data": {"resultType": "vector", "result": result}}
+    return HttpAnswer(url="http://127.0.0.1:9/q", status=200, body=json.dumps(body))
+
+
+def test_the_verification_waits_for_the_exporter_to_reconnect_after_a_restore() -> None:
+    """A restore (or a database restart) cuts the exporter's connections: its next scrape
+    reconnects, so the settle time waits for it instead of judging the scrape that failed."""
+    from ms5_components.verification.runner import settling
+
+    url = "http://127.0.0.1:9"
+    ready = HttpAnswer(url=url, status=200)
+    targets = HttpAnswer(
+        url=url,
+        status=200,
+        body=json.dumps(
+            {
+                "data": {
+                    "activeTargets": [
+                        {"labels": {"job": "timescaledb-core"}, "health": "up"},
+                        {
+                            "labels": {"job": "timescaledb-compression"},
+                            "health": "unknown",
+                            "scrapeInterval": "5m",
+                        },
+                    ]
+                }
+            }
+        ),
+    )
+    jobs = ("timescaledb-core",)
+
+    def judge(pg_up: HttpAnswer, errors: HttpAnswer) -> bool:
+        return settling(ready, targets, pg_up, errors, settle_seconds=60, exporter_jobs=jobs)
+
+    assert judge(_vector_answer(1), _vector_answer(0)) is False
+    assert judge(_vector_answer(0), _vector_answer(1)) is True
+    assert judge(_vector_answer(1), _vector_answer(1)) is True
+    assert judge(_vector_answer(), _vector_answer()) is True
+    # Without exporter jobs to judge, the exporter's samples do not hold the verification.
+    assert (
+        settling(
+            ready,
+            targets,
+            _vector_answer(0),
+            _vector_answer(1),
+            settle_seconds=60,
+            exporter_jobs=(),
+        )
+        is False
+    )
+    # Prometheus not ready yet: unsettled whatever the samples say.
+    not_ready = HttpAnswer(url=url, error="connection refused")
+    assert (
+        settling(
+            not_ready,
+            targets,
+            _vector_answer(1),
+            _vector_answer(0),
+            settle_seconds=60,
+            exporter_jobs=jobs,
+        )
+        is True
+    )

@@ -9,14 +9,17 @@ with.
 
 The plan (:func:`plan_rollback`, pure) compares that record with the stack now:
 
-- settings that differ are set back (``pulumi config set``), the image with them;
+- settings that differ are set back (``pulumi config set``), the image with them, and
+  ``ms5:verificationRunId`` is set to one naming the deploy returned to, so the verification runs
+  again on what the rollback restored (its other inputs may equal what it last verified);
 - when the failed deploy changed the data's shape - the schema version or the installed
   TimescaleDB version in state differ from the record - the pre-change backup must be restored
   first, through the restore command (``./ms5 restore STACK BACKUP --force``), which refuses a
   backup whose PostgreSQL/TimescaleDB versions do not fit the server before touching anything;
-- migration files in the checkout that the last good deploy did not have would be applied again
-  by the next ``pulumi up``: the rollback stops and names them (check out the last good commit,
-  or move them aside);
+- migration files that the last good deploy did not have, in the directory the rollback's
+  ``pulumi up`` reads (``ms5:migrationsDir`` as the plan leaves it, :func:`next_migrations_dir`),
+  would be applied again: the rollback stops and names them (check out the last good commit, or
+  move them aside);
 - then ``pulumi up`` redeploys the previous image and settings, and the verification runs again.
 
 Nothing is done before the whole plan is known; ``--dry-run`` prints it and stops.
@@ -38,6 +41,10 @@ from ms5_components.errors import Ms5Error, RollbackError
 VERIFICATION = "pulumi-python:dynamic/ms5:Verification"
 MIGRATION_SET = "pulumi-python:dynamic/ms5:MigrationSet"
 NAMESPACE = "ms5"
+RUN_ID_KEY = "verificationRunId"
+"""Set by the rollback itself (:func:`rollback_run_id`), never set back: the restored database
+changed outside Pulumi, so the rollback's ``pulumi up`` must run the verification again even
+when every other input of the Verification equals what it last verified."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +86,8 @@ class RollbackPlan:
             which = backup or f"(choose one: ./ms5 restore {stack})"
             lines.append(f"  1. restore the pre-change backup {which}: {self.restore_reason}")
         for key, now, back in self.config:
-            lines.append(f"  - ms5:{key}: {now} -> {back}")
+            why = " (so the verification runs again)" if key == RUN_ID_KEY else ""
+            lines.append(f"  - ms5:{key}: {now or '(empty)'} -> {back}{why}")
         if self.new_migrations:
             lines.append(
                 "  ! migration files the last good deploy did not run: "
@@ -90,6 +98,13 @@ class RollbackPlan:
         else:
             lines.append(f"  then: pulumi up --stack {stack} (verification runs again)")
         return "\n".join(lines)
+
+
+def rollback_run_id(last_good: Mapping[str, Any]) -> str:
+    """The ``ms5:verificationRunId`` of a rollback to ``last_good``: named after the deploy it
+    returns to (``rollback-20261201T200000Z``), so the plan stays a function of the state."""
+    stamp = "".join(ch for ch in str(last_good.get("verifiedAt") or "") if ch.isalnum())
+    return f"rollback-{stamp or 'unknown'}"
 
 
 def plan_rollback(state: StackState, migration_files: Mapping[str, str]) -> RollbackPlan:
@@ -105,7 +120,7 @@ def plan_rollback(state: StackState, migration_files: Mapping[str, str]) -> Roll
     for key in sorted(set(wanted) | set(state.settings)):
         now = state.settings.get(key)
         back = wanted.get(key)
-        if back is not None and now != back:
+        if key != RUN_ID_KEY and back is not None and now != back:
             changes.append((key, str(now), str(back)))
     reasons = []
     if str(good.get("schemaVersion") or "") != state.schema_version:
@@ -120,6 +135,10 @@ def plan_rollback(state: StackState, migration_files: Mapping[str, str]) -> Roll
         )
     recorded = good.get("migrationFiles") or {}
     new = tuple(sorted(set(migration_files) - set(recorded)))
+    run_id = rollback_run_id(good)
+    now_run_id = state.settings.get(RUN_ID_KEY, "")
+    if (changes or reasons or new) and now_run_id != run_id:
+        changes.append((RUN_ID_KEY, str(now_run_id), run_id))
     return RollbackPlan(
         config=tuple(changes),
         restore_reason="; ".join(reasons),
@@ -231,6 +250,19 @@ def execute(
     return done
 
 
+def next_migrations_dir(state: StackState, project_dir: Path | None = None) -> Path:
+    """The migrations directory the rollback's ``pulumi up`` will read: ``ms5:migrationsDir`` as
+    the plan leaves it (the last good deploy's value when it is set back, else the stack's
+    value now), resolved against the project directory like the program resolves it."""
+    from ms5_components.migrations import resolve_migrations_dir
+
+    good = (state.last_good or {}).get("settings") or {}
+    raw = good.get("migrationsDir")
+    if raw is None:
+        raw = state.settings.get("migrationsDir", "")
+    return resolve_migrations_dir(str(raw), project_dir)
+
+
 def default_restore_command() -> list[str] | None:
     """The restore command of the backups capability, when this checkout has it."""
     import importlib.util
@@ -240,7 +272,8 @@ def default_restore_command() -> list[str] | None:
     return [sys.executable, "-m", "ms5_components.backups.restore"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, run: Runner = _run) -> int:
+    """``./ms5 rollback``; ``run`` runs every command (the Pulumi CLI, the restore command)."""
     parser = argparse.ArgumentParser(
         prog="./ms5 rollback", description="Return a stack to its last deploy that verified."
     )
@@ -248,24 +281,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backup", help="the pre-change backup to restore (when one is needed)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     parser.add_argument(
-        "--migrations-dir", default="", help="the checkout's migrations (default: the stack's)"
+        "--migrations-dir",
+        default="",
+        help="the checkout's migrations (default: ms5:migrationsDir as the rollback leaves it)",
     )
     args = parser.parse_args(argv)
     try:
-        from ms5_components.migrations import repository_migrations_dir
         from ms5_components.migrations.plan import load_directory
 
-        state = read_state(args.stack)
-        directory = (
-            Path(args.migrations_dir) if args.migrations_dir else repository_migrations_dir()
-        )
+        state = read_state(args.stack, run)
+        directory = Path(args.migrations_dir) if args.migrations_dir else next_migrations_dir(state)
         files = {m.filename: m.checksum for m in load_directory(directory)}
         plan = plan_rollback(state, files)
         print(plan.render(args.stack, args.backup))
         if args.dry_run or plan.nothing_to_do:
             return 0
         for command in execute(
-            args.stack, plan, backup=args.backup, restore_command=default_restore_command()
+            args.stack,
+            plan,
+            backup=args.backup,
+            restore_command=default_restore_command(),
+            run=run,
         ):
             print(f"done: {command}")
     except Ms5Error as exc:

@@ -8,7 +8,10 @@ every check passed:
 2. the server's PostgreSQL major and available TimescaleDB versions are compared with the
    manifest's: a mismatch is refused naming both versions and the upgrade path;
 3. the target database (default: the backed-up database's name) must be absent or empty; a
-   non-empty one is refused unless ``--force`` (then it is dropped and recreated);
+   non-empty one is refused unless ``--force`` (then it is dropped and recreated, keeping what
+   belongs to the database rather than to its contents - owner, privileges such as the
+   monitoring roles' CONNECT, ``ALTER DATABASE ... SET`` settings - which a dump holds only when
+   taken with ``--create``, as :func:`database_properties` reads them);
 4. the restore (TimescaleDB's pre/post restore, catalog first, then in parallel) is compared
    with the manifest's row, chunk and continuous-aggregate counts.
 
@@ -127,6 +130,116 @@ def target_tables(target: runner.Target, database: str) -> int | None:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DatabaseProperties:
+    """What belongs to a database rather than to its contents (a dump taken without
+    ``--create`` does not hold it): kept when ``--force`` replaces the database."""
+
+    owner: str
+    grants: tuple[tuple[str, str, bool], ...] = ()
+    """(grantee, privilege, grantable) beyond the defaults, in the ACL's order ("" = PUBLIC)."""
+    revokes: tuple[tuple[str, str], ...] = ()
+    """(grantee, privilege) of the defaults the database did not have ("" = PUBLIC)."""
+    settings: tuple[str, ...] = ()
+    """``name=value`` of each ``ALTER DATABASE ... SET`` (pg_db_role_setting, all roles)."""
+
+
+_LIST_SETTINGS = frozenset(
+    {
+        "local_preload_libraries",
+        "search_path",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "temp_tablespaces",
+        "unix_socket_directories",
+    }
+)
+"""Settings whose value is a list of separately quoted items (pg_dump quotes them so)."""
+_PRIVILEGES = frozenset({"CONNECT", "CREATE", "TEMPORARY"})
+"""The privileges a database has (``aclexplode``'s names)."""
+
+
+def database_properties(target: runner.Target, database: str) -> DatabaseProperties:
+    """The owner, non-default privileges and settings of ``database`` (read before it is
+    replaced)."""
+    from psycopg import sql
+
+    query = sql.SQL(
+        "WITH d AS (SELECT oid, datdba, coalesce(datacl, acldefault('d', datdba)) AS acl "
+        "FROM pg_database WHERE datname = {db}), "
+        "have AS (SELECT a.grantee, a.privilege_type, a.is_grantable, a.n FROM d, "
+        "aclexplode(d.acl) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)), "
+        "dflt AS (SELECT a.grantee, a.privilege_type, a.is_grantable FROM d, "
+        "aclexplode(acldefault('d', d.datdba)) AS a) "
+        "SELECT json_build_object("
+        "'owner', (SELECT pg_get_userbyid(datdba) FROM d), "
+        "'grants', coalesce((SELECT json_agg(json_build_array(CASE WHEN h.grantee = 0 THEN '' "
+        "ELSE pg_get_userbyid(h.grantee) END, h.privilege_type, h.is_grantable) ORDER BY h.n) "
+        "FROM have h WHERE NOT EXISTS (SELECT 1 FROM dflt f WHERE f.grantee = h.grantee "
+        "AND f.privilege_type = h.privilege_type AND f.is_grantable = h.is_grantable)), '[]'), "
+        "'revokes', coalesce((SELECT json_agg(json_build_array(CASE WHEN f.grantee = 0 THEN '' "
+        "ELSE pg_get_userbyid(f.grantee) END, f.privilege_type) ORDER BY f.grantee, "
+        "f.privilege_type) FROM dflt f WHERE NOT EXISTS (SELECT 1 FROM have h "
+        "WHERE h.grantee = f.grantee AND h.privilege_type = f.privilege_type)), '[]'), "
+        "'settings', coalesce((SELECT to_json(s.setconfig) FROM pg_db_role_setting s, d "
+        "WHERE s.setdatabase = d.oid AND s.setrole = 0), '[]'))"
+    ).format(db=sql.Literal(database))
+    data = json.loads(_psql(target, "postgres", query.as_string(None)))
+    return DatabaseProperties(
+        owner=str(data["owner"]),
+        grants=tuple((str(g), str(p), bool(o)) for g, p, o in data["grants"]),
+        revokes=tuple((str(g), str(p)) for g, p in data["revokes"]),
+        settings=tuple(str(v) for v in data["settings"] or ()),
+    )
+
+
+def properties_sql(database: str, props: DatabaseProperties) -> list[str]:
+    """The statements that give a new ``database`` the properties ``props`` (pure): owner, then
+    the revoked defaults, the grants in the ACL's order, the settings."""
+    from psycopg import sql
+
+    db = sql.Identifier(database)
+
+    def grantee(name: str) -> sql.Composable:
+        return sql.SQL("PUBLIC") if name == "" else sql.Identifier(name)
+
+    def privilege_sql(privilege: str) -> sql.Composable:
+        if privilege not in _PRIVILEGES:
+            raise BackupError(
+                f"database {database}: unexpected privilege {privilege!r} in its ACL; expected "
+                f"one of {', '.join(sorted(_PRIVILEGES))}"
+            )
+        return sql.SQL(privilege)
+
+    statements = [sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, sql.Identifier(props.owner))]
+    for name, privilege in props.revokes:
+        statements.append(
+            sql.SQL("REVOKE {} ON DATABASE {} FROM {}").format(
+                privilege_sql(privilege), db, grantee(name)
+            )
+        )
+    for name, privilege, grantable in props.grants:
+        statements.append(
+            sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                privilege_sql(privilege),
+                db,
+                grantee(name),
+                sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+            )
+        )
+    for setting in props.settings:
+        name, _, value = setting.partition("=")
+        if name in _LIST_SETTINGS:
+            items = [item.strip().strip('"') for item in value.split(",") if item.strip()]
+            value_sql: sql.Composable = sql.SQL(", ").join(sql.Literal(i) for i in items)
+        else:
+            value_sql = sql.Literal(value)
+        statements.append(
+            sql.SQL("ALTER DATABASE {} SET {} TO {}").format(db, sql.Identifier(name), value_sql)
+        )
+    return [s.as_string(None) for s in statements]
+
+
+@dataclass(frozen=True, kw_only=True)
 class RestoreOutcome:
     backup: str
     target: str
@@ -162,7 +275,9 @@ def restore(
     from psycopg import sql
 
     ident = sql.Identifier(into)
+    kept: DatabaseProperties | None = None
     if tables is not None:
+        kept = database_properties(target, into)
         _psql(
             target,
             "postgres",
@@ -173,6 +288,10 @@ def restore(
         "postgres",
         sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident).as_string(None),
     )
+    if kept is not None:
+        # Right after CREATE DATABASE, where pg_restore of a dump taken with --create puts them.
+        for statement in properties_sql(into, kept):
+            _psql(target, "postgres", statement)
     result = runner.run_script(target, "restore", name, into, settings=settings)
     if not result.ok or not result.data.get("ok"):
         detail = result.data.get("mismatches") or result.data.get("error") or result.stderr

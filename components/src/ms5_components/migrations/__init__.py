@@ -19,3 +19,15 @@ def repository_migrations_dir() -> Path:
     """The repository's ``migrations/`` directory (the default schema), found from this package
     (an editable install of ``components/``)."""
     return Path(__file__).resolve().parents[4] / DEFAULT_DIRECTORY_NAME
+
+
+def resolve_migrations_dir(raw: str, project_dir: Path | None = None) -> Path:
+    """The directory an ``ms5:migrationsDir`` value names: relative to the Pulumi project
+    directory (the directory of Pulumi.yaml: the program's working directory under the CLI;
+    default: this process's), the repository's ``migrations/`` when empty."""
+    if not raw:
+        return repository_migrations_dir()
+    path = Path(raw)
+    if path.is_absolute():
+        return path
+    return (project_dir or Path.cwd()) / path

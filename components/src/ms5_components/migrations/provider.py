@@ -390,15 +390,9 @@ def migrations_dir(settings: Settings, project_dir: Path | None = None) -> Path:
     """``ms5:migrationsDir`` resolved against the Pulumi project directory (the directory of
     Pulumi.yaml: the program's working directory under the CLI); empty means the repository's
     ``migrations/``."""
-    from ms5_components.migrations import repository_migrations_dir
+    from ms5_components.migrations import resolve_migrations_dir
 
-    raw = str(settings.raw.get("migrationsDir") or "")
-    if not raw:
-        return repository_migrations_dir()
-    path = Path(raw)
-    if path.is_absolute():
-        return path
-    return (project_dir or Path.cwd()) / path
+    return resolve_migrations_dir(str(settings.raw.get("migrationsDir") or ""), project_dir)
 
 
 def runner_settings(settings: Settings) -> RunnerSettings:

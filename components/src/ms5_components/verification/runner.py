@@ -469,15 +469,14 @@ def _monitoring_findings(target: VerificationTarget) -> list[Finding]:
             scrape_error = http_get(
                 _query_url(prom, "pg_exporter_last_scrape_error"), timeout=timeout
             )
-            # Wait for the targets that are due within the settle time; a target with a longer
-            # interval (compression: 300 s) is reported as not scraped yet instead.
-            unsettled = not ready.ok or any(
-                t.get("health") == "unknown"
-                and _seconds(str(t.get("scrapeInterval") or "0s")) <= target.settle_seconds
-                for t in _active(targets)
+            unsettled = settling(
+                ready,
+                targets,
+                pg_up,
+                scrape_error,
+                settle_seconds=target.settle_seconds,
+                exporter_jobs=target.exporter_jobs,
             )
-            if not pg_up.ok or not (pg_up.json() or {}).get("data", {}).get("result"):
-                unsettled = unsettled or bool(target.exporter_jobs)
             if not unsettled or time.monotonic() >= deadline:
                 break
             time.sleep(1.0)
@@ -521,6 +520,47 @@ def _seconds(duration: str) -> float:
     if not parts:
         return float("inf")
     return sum(int(n) * units[u] for n, u in parts)
+
+
+def settling(
+    ready: HttpAnswer,
+    targets: HttpAnswer,
+    pg_up: HttpAnswer,
+    scrape_error: HttpAnswer,
+    *,
+    settle_seconds: float,
+    exporter_jobs: Sequence[str],
+) -> bool:
+    """Whether Prometheus's view may still change within the settle time, right after a deploy:
+    Prometheus not ready; a target due within the settle time not scraped yet (one with a longer
+    interval - compression: 300 s - is reported as not scraped yet instead); no ``pg_up`` yet;
+    or the exporter's last scrape could not reach the database or had a failing query (its
+    connections were cut by a database restart, replacement or restore right before: the next
+    scrape reconnects). A fault that lasts is judged when the settle time is over."""
+    if not ready.ok or any(
+        t.get("health") == "unknown"
+        and _seconds(str(t.get("scrapeInterval") or "0s")) <= settle_seconds
+        for t in _active(targets)
+    ):
+        return True
+    if not exporter_jobs:
+        return False
+    if not pg_up.ok or not (pg_up.json() or {}).get("data", {}).get("result"):
+        return True
+    return any(v != 1 for v in _values(pg_up)) or any(v != 0 for v in _values(scrape_error))
+
+
+def _values(answer: HttpAnswer) -> list[float]:
+    data = answer.json()
+    if not isinstance(data, Mapping) or data.get("status") != "success":
+        return []
+    out = []
+    for item in (data.get("data") or {}).get("result") or []:
+        try:
+            out.append(float(item["value"][1]))
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+    return out
 
 
 def _active(answer: HttpAnswer) -> list[Mapping[str, Any]]:
