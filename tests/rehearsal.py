@@ -189,7 +189,13 @@ class ProviderHost:
         if not line.isdigit():
             err = self.process.stderr.read().decode() if self.process.stderr else ""
             raise RehearsalError(f"the provider host did not start: {line!r} {err}")
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{line}")
+        # The engine's client is grpc-go, whose header lists may be 16 MiB (a failing resource's
+        # error travels in the trailers); Python's default soft limit is 8 KiB.
+        limit = 16 << 20
+        self.channel = grpc.insecure_channel(
+            f"127.0.0.1:{line}",
+            options=[("grpc.max_metadata_size", limit), ("grpc.absolute_max_metadata_size", limit)],
+        )
         self.stub = provider_pb2_grpc.ResourceProviderStub(self.channel)
         self.stub.Configure(
             provider_pb2.ConfigureRequest(
