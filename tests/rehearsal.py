@@ -580,3 +580,37 @@ def backups_in_test_root(
         }
 
     return {BACKUP: rewrite, RESTORE_DRILL: rewrite}
+
+
+def rehearsal_on_test_server(
+    stack: str,
+    *,
+    server: Any,
+    database_dsn: str,
+    migrations_dir: Path,
+    root: str,
+    backup_dir: str,
+    bindir: str,
+    config: Mapping[str, object] | None = None,
+) -> Rehearsal:
+    """A :class:`Rehearsal` of ``stack`` pointed at a test server (``ms5_testenv``'s
+    PostgresServer) and one of its databases through the stack's config alone, with its
+    migrations in ``migrations_dir`` and its Backup and RestoreDrill in the test root
+    (:func:`backups_in_test_root`); ``config`` adds to or overrides that config."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    return Rehearsal(
+        stack,
+        {
+            "ms5:bindAddress": server.host,
+            "ms5:dbPort": server.port,
+            "ms5:dbSuperuser": server.user,
+            "ms5:dbPassword": server.password,
+            "ms5:dbName": str(conninfo_to_dict(database_dsn)["dbname"]),
+            "ms5:migrationsDir": str(migrations_dir),
+            **(config or {}),
+        },
+        rewrites=backups_in_test_root(
+            root, backup_dir, server.host, server.port, server.user, server.password, bindir
+        ),
+    )

@@ -14,12 +14,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 import ms5_testenv
 from ms5_components.migrations import repository_migrations_dir
 from ms5_components.monitoring.config import EXPORTER_ROLE, GRAFANA_ROLE
-from rehearsal import Rehearsal, backups_in_test_root
+from rehearsal import Rehearsal, rehearsal_on_test_server
 
 pytestmark = pytest.mark.integration
 
@@ -36,29 +36,19 @@ def rehearsal(
 ) -> Iterator[Rehearsal]:
     target = tmp_path / "migrations"
     shutil.copytree(repository_migrations_dir(), target)
-    dbname = str(conninfo_to_dict(pg_database)["dbname"])
-    yield Rehearsal(
+    yield rehearsal_on_test_server(
         "staging",
-        {
-            "ms5:bindAddress": pg_server.host,
-            "ms5:dbPort": pg_server.port,
-            "ms5:dbSuperuser": pg_server.user,
-            "ms5:dbPassword": pg_server.password,
-            "ms5:dbName": dbname,
-            "ms5:migrationsDir": str(target),
+        server=pg_server,
+        database_dsn=pg_database,
+        migrations_dir=target,
+        root=str(testenv.root),
+        backup_dir=testenv.in_root(backup_dir),
+        bindir=ms5_testenv.PG_BINDIR,
+        config={
             # The post-deploy checks have their own rehearsal (tests/integration/test_verification_rehearsal.py).
             "ms5:verificationEnabled": False,
             "ms5:benchmarkEnabled": False,
         },
-        rewrites=backups_in_test_root(
-            str(testenv.root),
-            testenv.in_root(backup_dir),
-            pg_server.host,
-            pg_server.port,
-            pg_server.user,
-            pg_server.password,
-            ms5_testenv.PG_BINDIR,
-        ),
     )
     # The roles are cluster-wide: leave the shared test server as it was.
     with psycopg.connect(pg_database, autocommit=True) as conn:

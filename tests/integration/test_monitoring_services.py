@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
+from monitoring_services import start_exporter, start_prometheus
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -214,46 +215,25 @@ def stack(
         )
         queries = exporter_queries.custom_queries(timescaledb_version=version)
         work = tmp_path_factory.mktemp("monitoring")
-        queries_file = work / "queries.yml"
-        queries_file.write_text(files.exporter_queries)
-        config_file = work / "postgres_exporter.yml"
-        config_file.write_text(files.exporter_config)
-        password_file = work / "password"
-        password_file.write_text(exporter_role.password)
-        staged = testenv.stage([password_file])
-        exporter = testenv.start_postgres_exporter(
-            "",
-            env={
-                "DATA_SOURCE_URI": f"127.0.0.1:{pg_server.port}/{database}?sslmode=disable",
-                "DATA_SOURCE_USER": exporter_role.role,
-                "DATA_SOURCE_PASS_FILE": staged[str(password_file)],
-            },
-            extra_args=exporter_queries.exporter_flags(
-                queries_path=str(queries_file), config_path=str(config_file)
-            ),
-            files=[queries_file, config_file],
+        exporter = start_exporter(
+            testenv,
+            port=pg_server.port,
+            database=database,
+            role=exporter_role,
+            files=files,
+            work=work,
         )
         services.append(exporter)
-
-        rules_file = work / "ms5-alerts.yml"
-        rules_file.write_text(files.prometheus_rules)
-        gateway = urllib.parse.urlparse(pushgateway_url)
-        prom_config = prometheus_config.build_config(
-            prometheus_config.ConfigInputs(
-                targets=prometheus_config.Targets(
-                    exporter=f"127.0.0.1:{exporter.port}",
-                    pushgateway=f"{gateway.hostname}:{gateway.port}",
-                    prometheus="127.0.0.1:1",
-                ),
-                rule_files=(str(rules_file),),
-                external_labels={"stack": "test"},
-                interval_override_seconds=SCRAPE_SECONDS,
-            ),
-            queries,
+        prometheus = start_prometheus(
+            testenv,
+            exporter_port=exporter.port,
+            pushgateway_url=pushgateway_url,
+            files=files,
+            queries=queries,
+            work=work,
+            scrape_seconds=SCRAPE_SECONDS,
+            self_target="127.0.0.1:1",
         )
-        config_path = work / "prometheus.yml"
-        config_path.write_text(prom_config.render())
-        prometheus = testenv.start_prometheus(config_path, rule_files=[rules_file])
         services.append(prometheus)
         yield Stack(
             admin_dsn=admin_dsn,

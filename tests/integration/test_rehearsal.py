@@ -25,7 +25,7 @@ from rehearsal import (
     RESTORE_DRILL,
     Rehearsal,
     RehearsalError,
-    backups_in_test_root,
+    rehearsal_on_test_server,
 )
 
 pytestmark = pytest.mark.integration
@@ -47,29 +47,19 @@ def rehearsal(
     backup_dir: Path,
 ) -> Rehearsal:
     """Staging, pointed at the test server and a fresh database through its config alone."""
-    dbname = str(conninfo_to_dict(pg_database)["dbname"])
-    return Rehearsal(
+    return rehearsal_on_test_server(
         "staging",
-        {
-            "ms5:bindAddress": pg_server.host,
-            "ms5:dbPort": pg_server.port,
-            "ms5:dbSuperuser": pg_server.user,
-            "ms5:dbPassword": pg_server.password,
-            "ms5:dbName": dbname,
-            "ms5:migrationsDir": str(migrations_copy),
+        server=pg_server,
+        database_dsn=pg_database,
+        migrations_dir=migrations_copy,
+        root=str(testenv.root),
+        backup_dir=testenv.in_root(backup_dir),
+        bindir=ms5_testenv.PG_BINDIR,
+        config={
             # The post-deploy checks have their own rehearsal (tests/integration/test_verification_rehearsal.py).
             "ms5:verificationEnabled": False,
             "ms5:benchmarkEnabled": False,
         },
-        rewrites=backups_in_test_root(
-            str(testenv.root),
-            testenv.in_root(backup_dir),
-            pg_server.host,
-            pg_server.port,
-            pg_server.user,
-            pg_server.password,
-            ms5_testenv.PG_BINDIR,
-        ),
     )
 
 

@@ -27,13 +27,14 @@ from typing import Any
 import psycopg
 import pytest
 from grafana_stand_in import GrafanaStandIn
+from monitoring_services import start_exporter, start_prometheus
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import ms5_testenv
 from ms5_components.migrations import repository_migrations_dir
 from ms5_components.migrations.plan import load_directory
-from ms5_components.monitoring import dashboard, exporter_queries, metrics, prometheus_config
+from ms5_components.monitoring import dashboard, exporter_queries, metrics
 from ms5_components.monitoring.config import FileInputs, generate_files
 from ms5_components.monitoring.role import RoleProps, ensure_role
 from ms5_components.verification.checks import BackupInfo
@@ -148,49 +149,19 @@ def start_monitoring(
             stack="test",
         )
     )
-    queries_file = work / "queries.yml"
-    queries_file.write_text(files.exporter_queries)
-    config_file = work / "postgres_exporter.yml"
-    config_file.write_text(files.exporter_config)
-    password_file = work / "password"
-    password_file.write_text(role.password)
-    staged = testenv.stage([password_file])
-    exporter = testenv.start_postgres_exporter(
-        "",
-        env={
-            "DATA_SOURCE_URI": f"127.0.0.1:{pg_server.port}/{database}?sslmode=disable",
-            "DATA_SOURCE_USER": role.role,
-            "DATA_SOURCE_PASS_FILE": staged[str(password_file)],
-        },
-        extra_args=exporter_queries.exporter_flags(
-            queries_path=str(queries_file), config_path=str(config_file)
-        ),
-        files=[queries_file, config_file],
+    exporter = start_exporter(
+        testenv, port=pg_server.port, database=database, role=role, files=files, work=work
     )
-    rules_file = work / "ms5-alerts.yml"
-    rules_file.write_text(files.prometheus_rules)
-    gateway = urllib.parse.urlparse(pushgateway)
-    config = prometheus_config.build_config(
-        prometheus_config.ConfigInputs(
-            targets=prometheus_config.Targets(
-                exporter=f"127.0.0.1:{exporter.port}",
-                pushgateway=f"{gateway.hostname}:{gateway.port}",
-                prometheus="unused",
-            ),
-            rule_files=(str(rules_file),),
-            external_labels={"stack": "test"},
-            interval_override_seconds=SCRAPE_SECONDS,
-        ),
-        exporter_queries.custom_queries(timescaledb_version=version),
+    prometheus = start_prometheus(
+        testenv,
+        exporter_port=exporter.port,
+        pushgateway_url=pushgateway,
+        files=files,
+        queries=exporter_queries.custom_queries(timescaledb_version=version),
+        work=work,
+        scrape_seconds=SCRAPE_SECONDS,
+        self_target=None,
     )
-    # Prometheus' own port is chosen when it starts, after the config is written: the
-    # self-scrape job is left out here (the stack's config scrapes it by container name).
-    config = dataclasses.replace(
-        config, jobs=tuple(j for j in config.jobs if j.name != metrics.JOB_PROMETHEUS)
-    )
-    config_path = work / "prometheus.yml"
-    config_path.write_text(config.render())
-    prometheus = testenv.start_prometheus(config_path, rule_files=[rules_file])
     return exporter, prometheus, role
 
 

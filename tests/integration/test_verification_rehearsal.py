@@ -17,11 +17,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 import ms5_testenv
 from ms5_components.migrations import repository_migrations_dir
-from rehearsal import Rehearsal, RehearsalError, backups_in_test_root
+from rehearsal import Rehearsal, RehearsalError, rehearsal_on_test_server
 
 pytestmark = pytest.mark.integration
 
@@ -40,31 +39,21 @@ def rehearsal(
 ) -> Rehearsal:
     target = tmp_path / "migrations"
     shutil.copytree(repository_migrations_dir(), target)
-    dbname = str(conninfo_to_dict(pg_database)["dbname"])
-    return Rehearsal(
+    return rehearsal_on_test_server(
         "staging",
-        {
-            "ms5:bindAddress": pg_server.host,
-            "ms5:dbPort": pg_server.port,
-            "ms5:dbSuperuser": pg_server.user,
-            "ms5:dbPassword": pg_server.password,
-            "ms5:dbName": dbname,
-            "ms5:migrationsDir": str(target),
+        server=pg_server,
+        database_dsn=pg_database,
+        migrations_dir=target,
+        root=str(testenv.root),
+        backup_dir=testenv.in_root(backup_dir),
+        bindir=ms5_testenv.PG_BINDIR,
+        config={
             "ms5:monitoringEnabled": False,
             "ms5:verificationSettleSeconds": 0,
             "ms5:benchmarkRows": 5_000,
             "ms5:benchmarkQueryRuns": 3,
             "ms5:benchmarkWarmupRuns": 1,
         },
-        rewrites=backups_in_test_root(
-            str(testenv.root),
-            testenv.in_root(backup_dir),
-            pg_server.host,
-            pg_server.port,
-            pg_server.user,
-            pg_server.password,
-            ms5_testenv.PG_BINDIR,
-        ),
     )
 
 
