@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -313,6 +314,28 @@ def test_a_replacement_keeps_every_row_and_chunk_and_the_exporter_recovers(
         lambda: _exporter_sessions(staging.dsn) or None,
         120,
     )
+    # The scrape that ran while the server was replaced reported an error; the exporter has
+    # recovered once Prometheus holds a later scrape without one (the core job, every 30 s).
+    url = str(staging.exports["prometheusUrl"])
+    ready_at = time.time()
+    wait_for(
+        "a scrape after the replacement without an exporter error",
+        lambda: _clean_scrape_after(url, ready_at),
+        150,
+    )
+
+
+def _clean_scrape_after(url: str, since: float) -> bool | None:
+    """Whether Prometheus's newest exporter sample is later than ``since`` and reports no error."""
+    query = urllib.parse.quote("pg_exporter_last_scrape_error[2m]")
+    series = _get(f"{url}/api/v1/query?query={query}")["data"]["result"]
+    if not series:
+        return None
+    newest = max((sample for s in series for sample in s["values"]), key=lambda v: float(v[0]))
+    if float(newest[0]) <= since:
+        return None
+    assert newest[1] == "0", f"the exporter's scrape at {newest[0]} still reports an error"
+    return True
 
 
 # ---- Prometheus (last: waits for the slowest scrape interval) -----------------------------------
