@@ -64,17 +64,25 @@ class Secret:
 Parser = Callable[[str], object]
 
 
-def _integer(lo: int, hi: int) -> Parser:
-    def parse(raw: str) -> int:
+@dataclass(frozen=True)
+class _Integer:
+    """Parser of a whole number within ``lo``..``hi`` (the limits are read by :func:`limits_of`)."""
+
+    lo: int
+    hi: int
+
+    def __call__(self, raw: str) -> int:
         try:
             value = int(raw.strip())
         except ValueError:
-            raise ValueError(f"expected a whole number from {lo} to {hi}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"expected a whole number from {lo} to {hi}")
+            raise ValueError(f"expected a whole number from {self.lo} to {self.hi}") from None
+        if not self.lo <= value <= self.hi:
+            raise ValueError(f"expected a whole number from {self.lo} to {self.hi}")
         return value
 
-    return parse
+
+def _integer(lo: int, hi: int) -> Parser:
+    return _Integer(lo, hi)
 
 
 def _boolean(raw: str) -> bool:
@@ -1103,6 +1111,25 @@ SPECS: tuple[Spec, ...] = (
 )
 
 SPECS_BY_KEY: Mapping[str, Spec] = {spec.key: spec for spec in SPECS}
+
+
+def default_of(key: str) -> object:
+    """The declared default of ``ms5:<key>`` (the one place a default is written)."""
+    return SPECS_BY_KEY[key].default
+
+
+def int_default_of(key: str) -> int:
+    """The declared default of the integer setting ``ms5:<key>``."""
+    value = default_of(key)
+    assert isinstance(value, int) and not isinstance(value, bool), key
+    return value
+
+
+def limits_of(key: str) -> tuple[int, int]:
+    """The inclusive limits of the integer setting ``ms5:<key>``."""
+    parse = SPECS_BY_KEY[key].parse
+    assert isinstance(parse, _Integer), key
+    return parse.lo, parse.hi
 
 
 # --------------------------------------------------------------------------------------------------

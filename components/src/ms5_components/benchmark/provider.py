@@ -17,7 +17,8 @@ database image, the schema version, its own parameters and thresholds, or ``ms5:
   ``rerunReason`` runs it once the verification is green. A run that cannot complete (an error,
   or its time budget exceeded) raises and fails the deploy; its scratch schema is dropped (or by
   the next run);
-- ``delete`` drops leftover scratch schemas only when it can reach the database; results stay.
+- ``delete`` drops nothing: the results history stays, and the leftover scratch schema of a
+  killed run is dropped by the next run.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+
+from ms5_components.settings import int_default_of, limits_of
 
 PROVIDER_VERSION = "1"
 TYPE_TOKEN = "pulumi-python:dynamic/ms5:Benchmark"  # noqa: S105 - a type token
@@ -58,14 +61,18 @@ DIFF_KEYS = (
     "providerVersion",
 )
 
+SETTING_OF: Mapping[str, str] = {
+    "rows": "benchmarkRows",
+    "batchSize": "benchmarkBatchSize",
+    "workers": "benchmarkWorkers",
+    "queryRuns": "benchmarkQueryRuns",
+    "warmupRuns": "benchmarkWarmupRuns",
+    "timeBudgetSeconds": "benchmarkTimeBudgetSeconds",
+    "maxRegressionPercent": "benchmarkMaxRegressionPercent",
+}
+"""The ``ms5:`` setting each integer input comes from: its limits and default are declared there."""
 _INT_LIMITS: Mapping[str, tuple[int, int]] = {
-    "rows": (1_000, 100_000_000),
-    "batchSize": (100, 1_000_000),
-    "workers": (1, 64),
-    "queryRuns": (3, 10_000),
-    "warmupRuns": (0, 1_000),
-    "timeBudgetSeconds": (5, 3_600),
-    "maxRegressionPercent": (0, 1_000),
+    prop: limits_of(key) for prop, key in SETTING_OF.items()
 }
 THRESHOLD_KEYS = ("minIngestRowsPerSecond", "maxQueryP95Ms", "minCompressionRatio")
 
@@ -141,15 +148,20 @@ class BenchmarkProvider(ResourceProvider):
 def config_from_props(props: Mapping[str, Any]) -> Any:
     from ms5_components.benchmark.runner import BenchmarkConfig
 
+    # An input the state lacks (written by an older program) takes the setting's default.
+    def number(prop: str) -> int:
+        value = props.get(prop)
+        return int(value) if value is not None else int_default_of(SETTING_OF[prop])
+
     return BenchmarkConfig(
         dsn=str(props["dsn"]),
         stack=str(props.get("stack") or "stack"),
-        rows=int(props.get("rows") or 100_000),
-        batch_size=int(props.get("batchSize") or 5_000),
-        workers=int(props.get("workers") or 2),
-        query_runs=int(props.get("queryRuns") or 20),
-        warmup_runs=int(props.get("warmupRuns") or 0),
-        time_budget_seconds=float(props.get("timeBudgetSeconds") or 60),
+        rows=number("rows"),
+        batch_size=number("batchSize"),
+        workers=number("workers"),
+        query_runs=number("queryRuns"),
+        warmup_runs=number("warmupRuns"),
+        time_budget_seconds=float(number("timeBudgetSeconds")),
         run_id=str(props.get("runId") or ""),
     )
 
@@ -252,17 +264,18 @@ class BenchmarkArgs:
     """``minIngestRowsPerSecond``, ``maxQueryP95Ms``, ``minCompressionRatio`` (fraction saved)."""
     gate: bool
     """A missed threshold fails the deploy (production) instead of warning."""
+    rows: int
+    batch_size: int
+    workers: int
+    query_runs: int
+    warmup_runs: int
+    time_budget_seconds: int
+    max_regression_percent: int
+    gate_on_regression: bool
+    """The ``ms5:benchmark*`` settings of the same names (defaults declared there)."""
     db_image: pulumi.Input[str] = ""
     schema_version: pulumi.Input[str] = ""
     run_id: str = ""
-    rows: int = 100_000
-    batch_size: int = 5_000
-    workers: int = 2
-    query_runs: int = 20
-    warmup_runs: int = 3
-    time_budget_seconds: int = 60
-    max_regression_percent: int = 25
-    gate_on_regression: bool = False
     pushgateway_url: pulumi.Input[str] | None = None
     verification_status: pulumi.Input[str] | None = None
     """This deploy's verification status: ``fail`` skips the measurement (not compared by the

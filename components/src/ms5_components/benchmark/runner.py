@@ -51,6 +51,7 @@ from ms5_components.benchmark.plan import (
     encode_batches,
 )
 from ms5_components.errors import BenchmarkError
+from ms5_components.settings import int_default_of
 
 if TYPE_CHECKING:
     import psycopg
@@ -68,12 +69,14 @@ FULL_LICENSE = "timescale"
 class BenchmarkConfig:
     dsn: str = field(repr=False)
     stack: str
-    rows: int = 100_000
-    batch_size: int = 5_000
-    workers: int = 2
-    query_runs: int = 20
-    warmup_runs: int = 3
-    time_budget_seconds: float = 60.0
+    rows: int = field(default_factory=lambda: int_default_of("benchmarkRows"))
+    batch_size: int = field(default_factory=lambda: int_default_of("benchmarkBatchSize"))
+    workers: int = field(default_factory=lambda: int_default_of("benchmarkWorkers"))
+    query_runs: int = field(default_factory=lambda: int_default_of("benchmarkQueryRuns"))
+    warmup_runs: int = field(default_factory=lambda: int_default_of("benchmarkWarmupRuns"))
+    time_budget_seconds: float = field(
+        default_factory=lambda: float(int_default_of("benchmarkTimeBudgetSeconds"))
+    )
     machines: int = 50
     metrics: int = 10
     run_id: str = ""

@@ -8,14 +8,14 @@ deploy on a red result once both have recorded it. Nothing depends on the gate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import pulumi
 
 from ms5_components.benchmark.provider import Benchmark, BenchmarkArgs
-from ms5_components.settings import Settings
+from ms5_components.settings import Settings, default_of, int_default_of
 from ms5_components.verification.gate import DeployGate, DeployGateArgs
 from ms5_components.verification.provider import (
     Verification,
@@ -40,13 +40,15 @@ class VerificationSettings:
     def from_settings(cls, settings: Settings) -> VerificationSettings:
         raw = settings.raw
         return cls(
-            enabled=bool(raw.get("verificationEnabled", True)),
+            enabled=bool(raw.get("verificationEnabled", default_of("verificationEnabled"))),
             warn_only=tuple(str(c) for c in raw.get("verificationWarnOnly") or ()),  # type: ignore[attr-defined]
             run_id=str(raw.get("verificationRunId") or ""),
-            backup_source=str(raw.get("verificationBackupSource") or "none"),
-            settle_seconds=_int(raw.get("verificationSettleSeconds"), 60),
-            timeout_seconds=_int(raw.get("verificationTimeoutSeconds"), 10),
-            backup_max_age_hours=_int(raw.get("backupMaxAgeHours"), 26),
+            backup_source=str(
+                raw.get("verificationBackupSource") or default_of("verificationBackupSource")
+            ),
+            settle_seconds=_int(raw, "verificationSettleSeconds"),
+            timeout_seconds=_int(raw, "verificationTimeoutSeconds"),
+            backup_max_age_hours=_int(raw, "backupMaxAgeHours"),
         )
 
 
@@ -72,22 +74,24 @@ class BenchmarkSettings:
     @classmethod
     def from_settings(cls, settings: Settings) -> BenchmarkSettings:
         raw = settings.raw
-        gate = str(raw.get("benchmarkGate") or "auto")
+        gate = str(raw.get("benchmarkGate") or default_of("benchmarkGate"))
         return cls(
-            enabled=bool(raw.get("benchmarkEnabled", True)),
+            enabled=bool(raw.get("benchmarkEnabled", default_of("benchmarkEnabled"))),
             run_id=str(raw.get("benchmarkRunId") or ""),
-            rows=_int(raw.get("benchmarkRows"), 100_000),
-            batch_size=_int(raw.get("benchmarkBatchSize"), 5_000),
-            workers=_int(raw.get("benchmarkWorkers"), 2),
-            query_runs=_int(raw.get("benchmarkQueryRuns"), 20),
-            warmup_runs=_int(raw.get("benchmarkWarmupRuns"), 3),
-            min_ingest_rows_per_second=_int(raw.get("benchmarkMinIngestRowsPerSecond"), 1_000),
-            max_query_p95_ms=_int(raw.get("benchmarkMaxQueryP95Ms"), 100),
-            min_compression_percent=_int(raw.get("benchmarkMinCompressionPercent"), 70),
+            rows=_int(raw, "benchmarkRows"),
+            batch_size=_int(raw, "benchmarkBatchSize"),
+            workers=_int(raw, "benchmarkWorkers"),
+            query_runs=_int(raw, "benchmarkQueryRuns"),
+            warmup_runs=_int(raw, "benchmarkWarmupRuns"),
+            min_ingest_rows_per_second=_int(raw, "benchmarkMinIngestRowsPerSecond"),
+            max_query_p95_ms=_int(raw, "benchmarkMaxQueryP95Ms"),
+            min_compression_percent=_int(raw, "benchmarkMinCompressionPercent"),
             gate="fail" if gate == "fail" else ("warn" if gate == "warn" else "auto"),
-            max_regression_percent=_int(raw.get("benchmarkMaxRegressionPercent"), 25),
-            gate_on_regression=bool(raw.get("benchmarkGateOnRegression", False)),
-            time_budget_seconds=_int(raw.get("benchmarkTimeBudgetSeconds"), 60),
+            max_regression_percent=_int(raw, "benchmarkMaxRegressionPercent"),
+            gate_on_regression=bool(
+                raw.get("benchmarkGateOnRegression", default_of("benchmarkGateOnRegression"))
+            ),
+            time_budget_seconds=_int(raw, "benchmarkTimeBudgetSeconds"),
         )
 
     def gates(self, settings: Settings) -> bool:
@@ -95,8 +99,10 @@ class BenchmarkSettings:
         return self.gate == "fail" or (self.gate == "auto" and settings.is_production)
 
 
-def _int(value: object, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+def _int(raw: Mapping[str, object], key: str) -> int:
+    """The parsed ``ms5:<key>``, or its declared default (settings built without it)."""
+    value = raw.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else int_default_of(key)
 
 
 @dataclass(kw_only=True)
