@@ -117,6 +117,69 @@ def test_settings_and_image_go_back() -> None:
     assert len(done) == 4
 
 
+GOOD_DIGEST = "sha256:" + "1" * 64
+MOVED = "timescale/timescaledb@sha256:" + "2" * 64
+"""The repo digest a failed deploy ran under the same tag (the tag moved in the registry)."""
+
+
+def test_a_tag_that_moved_is_pinned_to_the_digest_the_last_good_deploy_ran() -> None:
+    plan = plan_rollback(_state(image_digest=MOVED), GOOD_FILES)
+    pinned = f"timescale/timescaledb:2.19.3-pg17@{GOOD_DIGEST}"
+    assert plan.config == (
+        ("dbImage", "timescale/timescaledb:2.19.3-pg17", pinned),
+        ("verificationRunId", "", "rollback-20261201T200000Z"),
+    )
+    assert plan.restore_reason == ""
+    assert "(pinned to the digest the last good deploy ran)" in plan.render("staging", None)
+    recorder = Recorder()
+    execute("staging", plan, backup=None, restore_command=None, run=recorder)
+    assert ["pulumi", "config", "set", "--stack", "staging", "ms5:dbImage", pinned] in (
+        recorder.calls
+    )
+
+
+def test_a_changed_tag_goes_back_to_the_good_tag_pinned_to_the_good_digest() -> None:
+    state = _state({"dbImage": "timescale/timescaledb:2.20.0-pg17"}, image_digest=MOVED)
+    plan = plan_rollback(state, GOOD_FILES)
+    assert plan.config[0] == (
+        "dbImage",
+        "timescale/timescaledb:2.20.0-pg17",
+        f"timescale/timescaledb:2.19.3-pg17@{GOOD_DIGEST}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("good_image", "setting", "now_digest"),
+    [
+        # The same digest ran: nothing to pin.
+        ("timescale/timescaledb@" + GOOD_DIGEST, "", "timescale/timescaledb@" + GOOD_DIGEST),
+        # The failed deploy's digest is unknown (an image without a registry digest).
+        ("timescale/timescaledb@" + GOOD_DIGEST, "", ""),
+        # No digest recorded for the last good deploy.
+        ("", "", MOVED),
+        # The setting the plan leaves already pins the good digest.
+        (
+            "timescale/timescaledb@" + GOOD_DIGEST,
+            f"timescale/timescaledb:2.19.3-pg17@{GOOD_DIGEST}",
+            MOVED,
+        ),
+    ],
+)
+def test_the_image_is_not_pinned_when_nothing_says_another_digest_ran(
+    good_image: str, setting: str, now_digest: str
+) -> None:
+    settings = public_settings(load_settings({}, stack="staging"))
+    if setting:
+        settings["dbImage"] = setting
+    state = _state(
+        {"dbImage": setting} if setting else None,
+        last_good=_good(dbImage=good_image, settings=settings),
+        image_digest=now_digest,
+    )
+    plan = plan_rollback(state, GOOD_FILES)
+    assert plan.nothing_to_do, plan.config
+
+
 def test_a_migrated_or_upgraded_database_is_restored_first() -> None:
     state = _state({"dbImage": "timescale/timescaledb:2.20.0-pg17"}, schema_version="3")
     plan = plan_rollback(state, GOOD_FILES)
@@ -162,7 +225,7 @@ def test_state_is_read_from_the_stack_export_and_config() -> None:
     export = {
         "deployment": {
             "resources": [
-                {"type": VERIFICATION, "outputs": {"lastGood": _good()}},
+                {"type": VERIFICATION, "outputs": {"lastGood": _good(), "dbImage": MOVED}},
                 {
                     "type": MIGRATION_SET,
                     "outputs": {"current_version": "3", "timescaledb_version": "2.19.3"},
@@ -183,6 +246,7 @@ def test_state_is_read_from_the_stack_export_and_config() -> None:
     )
     state = read_state("staging", run=recorder)
     assert state.schema_version == "3"
+    assert state.image_digest == MOVED
     assert state.settings["dbPort"] == "5433"
     assert state.settings["verificationWarnOnly"] == '["jobs"]'
     assert "dbPassword" not in state.settings

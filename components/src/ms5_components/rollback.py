@@ -9,7 +9,9 @@ with.
 
 The plan (:func:`plan_rollback`, pure) compares that record with the stack now:
 
-- settings that differ are set back (``pulumi config set``), the image with them, and
+- settings that differ are set back (``pulumi config set``), the image with them; when the
+  failed deploy ran another image digest than the last good one under the same ``ms5:dbImage``
+  (a tag that moved), the setting is pinned to the good digest (``repo:tag@sha256:...``); and
   ``ms5:verificationRunId`` is set to one naming the deploy returned to, so the verification runs
   again on what the rollback restored (its other inputs may equal what it last verified);
 - when the failed deploy changed the data's shape - the schema version or the installed
@@ -59,6 +61,9 @@ class StackState:
     """``timescaledb_version`` of the MigrationSet in state."""
     settings: Mapping[str, str]
     """The stack's effective non-secret settings now (config merged with defaults)."""
+    image_digest: str = ""
+    """The database image's repo digest the failed deploy ran (the Verification's ``dbImage``
+    in state; "" when unknown, e.g. an image with no registry digest)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +92,12 @@ class RollbackPlan:
             lines.append(f"  1. restore the pre-change backup {which}: {self.restore_reason}")
         for key, now, back in self.config:
             why = " (so the verification runs again)" if key == RUN_ID_KEY else ""
+            if (
+                key == "dbImage"
+                and _digest_of(back)
+                and _digest_of(back) == _digest_of(good.get("dbImage"))
+            ):
+                why = " (pinned to the digest the last good deploy ran)"
             lines.append(f"  - ms5:{key}: {now or '(empty)'} -> {back}{why}")
         if self.new_migrations:
             lines.append(
@@ -133,6 +144,11 @@ def plan_rollback(state: StackState, migration_files: Mapping[str, str]) -> Roll
             f"the failed deploy updated TimescaleDB from {good.get('extensionVersion')} to "
             f"{state.extension_version}"
         )
+    pinned = _pinned_image(good, state, {key: back for key, _now, back in changes})
+    if pinned is not None:
+        changes = [c for c in changes if c[0] != "dbImage"]
+        changes.append(("dbImage", str(state.settings.get("dbImage")), pinned))
+        changes.sort()
     recorded = good.get("migrationFiles") or {}
     new = tuple(sorted(set(migration_files) - set(recorded)))
     run_id = rollback_run_id(good)
@@ -145,6 +161,35 @@ def plan_rollback(state: StackState, migration_files: Mapping[str, str]) -> Roll
         new_migrations=new,
         last_good=good,
     )
+
+
+def _digest_of(reference: object) -> str:
+    """The ``sha256:`` digest of ``repo[:tag]@sha256:<hex>`` ("" when it names none)."""
+    _, at, digest = str(reference or "").rpartition("@")
+    return digest if at and digest.startswith("sha256:") else ""
+
+
+def _pinned_image(
+    good: Mapping[str, Any], state: StackState, back: Mapping[str, str]
+) -> str | None:
+    """``ms5:dbImage`` pinned to the last good deploy's digest, when the failed deploy ran
+    another digest and the setting the plan leaves would not bring the good one back (a tag
+    that moved: the setting is unchanged but the registry serves a new image under it)."""
+    from ms5_components.settings import parse_image
+
+    good_digest = _digest_of(good.get("dbImage"))
+    if not good_digest or good_digest == _digest_of(state.image_digest):
+        return None
+    if not state.image_digest:
+        return None  # the failed deploy's digest is unknown: nothing says it differs
+    setting = back.get("dbImage", str(state.settings.get("dbImage") or ""))
+    try:
+        ref = parse_image(setting)
+    except ValueError:
+        return None  # settings validation names it on the rollback's `pulumi up`
+    if ref.digest == good_digest:
+        return None
+    return f"{ref.repository}:{ref.tag}@{good_digest}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,11 +221,12 @@ def read_state(stack: str, run: Runner = _run) -> StackState:
     deployment = json.loads(run(["pulumi", "stack", "export", "--stack", stack]))
     resources = (deployment.get("deployment") or {}).get("resources") or []
     last_good = None
-    schema_version = extension_version = ""
+    schema_version = extension_version = image_digest = ""
     for resource in resources:
         outputs = resource.get("outputs") or {}
         if resource.get("type") == VERIFICATION:
             last_good = outputs.get("lastGood") or None
+            image_digest = str(outputs.get("dbImage") or "")
         elif resource.get("type") == MIGRATION_SET:
             schema_version = str(outputs.get("current_version") or "")
             extension_version = str(outputs.get("timescaledb_version") or "")
@@ -200,6 +246,7 @@ def read_state(stack: str, run: Runner = _run) -> StackState:
         schema_version=schema_version,
         extension_version=extension_version,
         settings=public_settings(settings),
+        image_digest=image_digest,
     )
 
 
