@@ -42,6 +42,7 @@ import http.client
 import io
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -526,9 +527,12 @@ def stop_daemon(log: Logger = _log, *, force: bool = False, unpin: bool = True) 
 
 @contextlib.contextmanager
 def lease(log: Logger = _log, *, stop_when_unused: bool = True) -> Iterator[Engine]:
-    """Hold the engine for this process: started if needed; stopped when the last lease ends."""
+    """Hold the engine for this process: started if needed; stopped when the last lease ends.
+
+    Every lease has its own file, so leases nest: a test module's lease inside the session's
+    lease of the same process releases only itself."""
     run_dir().mkdir(parents=True, exist_ok=True)
-    path = _leases_dir() / f"{os.getpid()}.json"
+    path = _leases_dir() / f"{os.getpid()}-{secrets.token_hex(4)}.json"
     # Under the lock: a concurrent last-lease stop cannot stop the engine between start and lease.
     with ms5_testenv._flock(_lock_path(), log=log, what="another start of the Docker engine"):
         engine = _start_locked(log, 60.0)
