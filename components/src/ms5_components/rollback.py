@@ -178,10 +178,10 @@ def _pinned_image(
     from ms5_components.settings import parse_image
 
     good_digest = _digest_of(good.get("dbImage"))
-    if not good_digest or good_digest == _digest_of(state.image_digest):
+    now_digest = _digest_of(state.image_digest)
+    # Either digest unknown (e.g. an image with no registry digest): nothing says they differ.
+    if not good_digest or not now_digest or good_digest == now_digest:
         return None
-    if not state.image_digest:
-        return None  # the failed deploy's digest is unknown: nothing says it differs
     setting = back.get("dbImage", str(state.settings.get("dbImage") or ""))
     try:
         ref = parse_image(setting)
