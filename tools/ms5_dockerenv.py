@@ -148,8 +148,12 @@ class _UnixConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
         self.sock = sock
 
 
@@ -448,9 +452,16 @@ def _start_locked(log: Logger, timeout: float) -> Engine:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     )
+    # The daemon outlives this handle (the last lease, or `stop`, ends it by its pid): keep the
+    # handle for the life of the process, so dropping it does not warn that it still runs.
+    _DAEMONS.append(process)
     engine = _engine_from(api, process.pid)
     log(f"engine {engine.version} (API {engine.api_version}) at {engine.docker_host}")
     return engine
+
+
+_DAEMONS: list[subprocess.Popen[bytes]] = []
+"""Handles of the daemons this process started."""
 
 
 def _network_args(log: Logger) -> list[str]:
