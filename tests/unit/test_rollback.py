@@ -1,23 +1,28 @@
 """The rollback: its plan from the last-good record (pure), and the order of what it runs.
 
 The Pulumi CLI and the restore command are replaced here by a recorder of the argv the rollback
-would run (this machine has no Pulumi CLI); the plan and the refusals are the real code.
+would run (this machine has no Pulumi CLI), and the stack's database by :class:`Database`, the
+versions it answers (the real read is in tests/integration/test_rollback_database.py); the plan
+and the refusals are the real code.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 import pytest
 
 from harness import ROOT
-from ms5_components.errors import RollbackError
+from ms5_components.errors import BackupError, RollbackError
 from ms5_components.migrations.plan import load_directory
 from ms5_components.rollback import (
-    MIGRATION_SET,
     VERIFICATION,
+    BackupVersions,
+    DatabaseVersions,
     StackState,
+    backup_problems,
     execute,
     main,
     next_migrations_dir,
@@ -27,7 +32,10 @@ from ms5_components.rollback import (
 from ms5_components.settings import load_settings
 from ms5_components.verification.provider import public_settings
 
+MIGRATION_SET = "pulumi-python:dynamic/ms5:MigrationSet"
 GOOD_FILES = {"V0001__a.sql": "a" * 64, "V0002__b.sql": "b" * 64}
+PRE_CHANGE = "ms5-20261201T195900Z"
+"""The backup taken before the failed deploy's migrations (schema 2, TimescaleDB 2.19.3)."""
 
 
 def _good(**changes: object) -> dict[str, object]:
@@ -57,6 +65,38 @@ def _state(settings: dict[str, str] | None = None, **changes: object) -> StackSt
     }
     values.update(changes)
     return StackState(**values)  # type: ignore[arg-type]
+
+
+class Database:
+    """The stack's database: the versions it answers, and its backups' manifests."""
+
+    def __init__(
+        self,
+        schema_version: str = "2",
+        extension_version: str = "2.19.3",
+        *,
+        backups: dict[str, tuple[str, str]] | None = None,
+        unreachable: str = "",
+    ) -> None:
+        self.current = DatabaseVersions(
+            schema_version=schema_version, extension_version=extension_version
+        )
+        self.backups = {PRE_CHANGE: ("2", "2.19.3")} if backups is None else backups
+        self.unreachable = unreachable
+
+    def describe(self) -> str:
+        return "database ms5, container ms5-staging-timescaledb at unix:///var/run/docker.sock"
+
+    def versions(self) -> DatabaseVersions:
+        if self.unreachable:
+            raise BackupError(self.unreachable)
+        return self.current
+
+    def backup_versions(self, backup: str) -> BackupVersions:
+        if backup not in self.backups:
+            raise BackupError(f"no backup {backup} in /backups")
+        schema, extension = self.backups[backup]
+        return BackupVersions(backup=backup, schema_version=schema, extension_version=extension)
 
 
 class Recorder:
@@ -221,14 +261,16 @@ def test_new_migration_files_stop_the_rollback_before_anything_runs() -> None:
     assert recorder.calls == []
 
 
-def test_state_is_read_from_the_stack_export_and_config() -> None:
+def test_state_is_read_from_the_stack_export_config_and_database() -> None:
+    """The versions are the database's: the MigrationSet's state of a deploy that failed
+    part-way still says 2 and 2.19.3 while the database has schema 3 and TimescaleDB 2.20.0."""
     export = {
         "deployment": {
             "resources": [
                 {"type": VERIFICATION, "outputs": {"lastGood": _good(), "dbImage": MOVED}},
                 {
                     "type": MIGRATION_SET,
-                    "outputs": {"current_version": "3", "timescaledb_version": "2.19.3"},
+                    "outputs": {"current_version": "2", "timescaledb_version": "2.19.3"},
                 },
             ]
         }
@@ -244,8 +286,11 @@ def test_state_is_read_from_the_stack_export_and_config() -> None:
             "pulumi config --stack": json.dumps(config),
         }
     )
-    state = read_state("staging", run=recorder)
-    assert state.schema_version == "3"
+    state = read_state("staging", run=recorder, database=Database("3", "2.20.0"))
+    assert (state.schema_version, state.extension_version) == ("3", "2.20.0")
+    plan = plan_rollback(state, GOOD_FILES)
+    assert "migrated the schema from version 2 to 3" in plan.restore_reason
+    assert "updated TimescaleDB from 2.19.3 to 2.20.0" in plan.restore_reason
     assert state.image_digest == MOVED
     assert state.settings["dbPort"] == "5433"
     assert state.settings["verificationWarnOnly"] == '["jobs"]'
@@ -288,7 +333,7 @@ def test_after_a_red_verification_the_state_still_holds_the_last_green_record() 
     assert red["status"] == "fail"
     export = {"deployment": {"resources": [{"type": VERIFICATION, "outputs": red}]}}
     recorder = Recorder({"pulumi stack export": json.dumps(export), "pulumi config --stack": "{}"})
-    state = read_state("staging", run=recorder)
+    state = read_state("staging", run=recorder, database=Database())
     assert state.last_good == green["lastGood"]
     assert state.last_good is not None and state.last_good["schemaVersion"] == "2"
 
@@ -368,7 +413,7 @@ def test_main_refuses_new_migration_files_of_the_stacks_migrations_dir(
     export["deployment"]["resources"][0]["outputs"]["lastGood"]["migrationFiles"] = files
     cli.answers["pulumi stack export"] = json.dumps(export)
     (directory / "V0003__c.sql").write_text("SELECT 3;\n")
-    assert main(["staging", "--backup", "b"], run=cli) == 1
+    assert main(["staging", "--backup", "b"], run=cli, database=Database()) == 1
     err = capsys.readouterr().err
     assert "V0003__c.sql" in err and "Check out the commit" in err
     assert [c[:3] for c in cli.calls] == [
@@ -377,5 +422,147 @@ def test_main_refuses_new_migration_files_of_the_stacks_migrations_dir(
     ]
     # Moved aside: the same stack has nothing to do.
     (directory / "V0003__c.sql").unlink()
-    assert main(["staging"], run=cli) == 0
+    assert main(["staging"], run=cli, database=Database()) == 0
     assert "nothing differs" in capsys.readouterr().out
+
+
+def _project(tmp_path, monkeypatch) -> tuple[Cli, dict[str, str]]:
+    """A project directory whose ``db`` migrations are the last good deploy's, byte for byte,
+    and the Pulumi CLI of its stack (the MigrationSet's state at schema 2, like the record)."""
+    directory = tmp_path / "db"
+    directory.mkdir()
+    for name in GOOD_FILES:
+        (directory / name).write_text(f"SELECT {name[4]!r};\n")
+    monkeypatch.chdir(tmp_path)
+    files = {m.filename: m.checksum for m in load_directory(directory)}
+    cli = Cli("db", "2")
+    export = json.loads(cli.answers["pulumi stack export"])
+    export["deployment"]["resources"][0]["outputs"]["lastGood"]["migrationFiles"] = files
+    cli.answers["pulumi stack export"] = json.dumps(export)
+    return cli, files
+
+
+def test_the_plan_follows_the_database_when_the_state_still_says_the_good_version(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """A MigrationSet that failed part-way keeps version 2 in state; its migration 3 committed:
+    the database says 3, so the pre-change backup must be restored."""
+    cli, _files = _project(tmp_path, monkeypatch)
+    assert main(["staging", "--dry-run"], run=cli, database=Database("3")) == 0
+    out = capsys.readouterr().out
+    assert "migrated the schema from version 2 to 3" in out
+    assert "restore the pre-change backup (choose one: ./ms5 restore staging)" in out
+    assert main(["staging"], run=cli, database=Database("3")) == 1
+    assert "the pre-change backup must be restored first" in capsys.readouterr().err
+
+
+def test_an_unreadable_database_stops_the_rollback_with_no_fallback_to_the_state(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """The state says the record's version (nothing to restore); it is not believed: the
+    rollback stops before its first change, naming the stack, where it looked and what to do."""
+    cli, _files = _project(tmp_path, monkeypatch)
+    down = Database(unreachable="container ms5-staging-timescaledb is not running")
+    assert main(["staging"], run=cli, database=down) == 1
+    err = capsys.readouterr().err
+    assert "stack staging: cannot read the applied schema version" in err
+    assert "container ms5-staging-timescaledb at unix:///var/run/docker.sock" in err
+    assert "is not running" in err
+    assert "never from the Pulumi state" in err
+    assert "Start the database container" in err and "run the rollback again" in err
+    assert [c[:2] for c in cli.calls] == [["pulumi", "stack"]]
+    with pytest.raises(RollbackError, match="cannot read the applied schema version"):
+        read_state("staging", run=cli, database=down)
+
+
+def test_a_backup_must_hold_the_records_schema_and_timescaledb_versions() -> None:
+    good = _good()
+    assert (
+        backup_problems(
+            good, BackupVersions(backup="b", schema_version="2.0", extension_version="2.19.3")
+        )
+        == []
+    )
+    problems = backup_problems(
+        good, BackupVersions(backup="b1", schema_version="3", extension_version="2.20.0")
+    )
+    assert problems == [
+        "backup b1 is at schema version 3, the last good deploy at 2",
+        "backup b1 has TimescaleDB 2.20.0, the last good deploy ran 2.19.3",
+    ]
+    none = BackupVersions(backup="b0", schema_version="", extension_version="2.19.3")
+    assert backup_problems(good, none) == [
+        "backup b0 is at schema version (none), the last good deploy at 2"
+    ]
+    # A record that names no TimescaleDB version: only the schema version is compared.
+    assert (
+        backup_problems(
+            _good(extensionVersion=""),
+            BackupVersions(backup="b", schema_version="2", extension_version="2.20.0"),
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("backup", "message"),
+    [
+        (
+            "ms5-20261201T201500Z",
+            r"backup ms5-20261201T201500Z is at schema version 3, the last good deploy at 2",
+        ),
+        (
+            "ms5-20261130T000000Z",
+            r"backup ms5-20261130T000000Z has TimescaleDB 2.18.0, the last good deploy ran 2\.19\.3",
+        ),
+        ("ms5-missing", r"cannot read the manifest of backup ms5-missing \(no backup ms5-missing"),
+    ],
+)
+def test_a_backup_that_does_not_hold_the_last_good_data_is_refused_before_anything_runs(
+    tmp_path, monkeypatch, capsys, backup: str, message: str
+) -> None:
+    cli, _files = _project(tmp_path, monkeypatch)
+    database = Database(
+        "3",
+        backups={
+            PRE_CHANGE: ("2", "2.19.3"),
+            "ms5-20261201T201500Z": ("3", "2.19.3"),  # taken after the failed migration
+            "ms5-20261130T000000Z": ("2", "2.18.0"),  # before a TimescaleDB update
+        },
+    )
+    assert main(["staging", "--backup", backup], run=cli, database=database) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert "./ms5 restore staging" in err and "pass it with --backup" in err
+    assert [c[:2] for c in cli.calls] == [["pulumi", "stack"], ["pulumi", "config"]]
+    # The pre-change backup fits: restored first, then the config and the up.
+    cli.calls.clear()
+    assert main(["staging", "--backup", PRE_CHANGE], run=cli, database=database) == 0
+    assert cli.calls[2][-3:] == ["staging", PRE_CHANGE, "--force"]
+    assert cli.calls[-1][:2] == ["pulumi", "up"]
+
+
+def test_a_migration_file_changed_under_its_name_stops_the_rollback() -> None:
+    changed = {**GOOD_FILES, "V0002__b.sql": "c" * 64}
+    plan = plan_rollback(_state(), changed)
+    assert plan.changed_migrations == ("V0002__b.sql",)
+    assert plan.new_migrations == ()
+    assert not plan.nothing_to_do
+    assert "! migration files changed since the last good deploy ran them: V0002__b.sql" in (
+        plan.render("staging", None)
+    )
+    recorder = Recorder()
+    with pytest.raises(
+        RollbackError, match=r"content changed.*V0002__b\.sql.*Check out the commit"
+    ):
+        execute("staging", plan, backup="b", restore_command=["r"], run=recorder)
+    assert recorder.calls == []
+
+
+def test_main_names_a_migration_file_whose_content_changed(tmp_path, monkeypatch, capsys) -> None:
+    cli, _files = _project(tmp_path, monkeypatch)
+    (tmp_path / "db" / "V0002__b.sql").write_text("SELECT 'b', 'edited';\n")
+    assert main(["staging"], run=cli, database=Database()) == 1
+    err = capsys.readouterr().err
+    assert "V0002__b.sql" in err and "their checksums differ from the recorded ones" in err
+    assert [c[:2] for c in cli.calls] == [["pulumi", "stack"], ["pulumi", "config"]]

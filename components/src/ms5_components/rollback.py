@@ -14,14 +14,22 @@ The plan (:func:`plan_rollback`, pure) compares that record with the stack now:
   (a tag that moved), the setting is pinned to the good digest (``repo:tag@sha256:...``); and
   ``ms5:verificationRunId`` is set to one naming the deploy returned to, so the verification runs
   again on what the rollback restored (its other inputs may equal what it last verified);
-- when the failed deploy changed the data's shape - the schema version or the installed
-  TimescaleDB version in state differ from the record - the pre-change backup must be restored
-  first, through the restore command (``./ms5 restore STACK BACKUP --force``), which refuses a
-  backup whose PostgreSQL/TimescaleDB versions do not fit the server before touching anything;
-- migration files that the last good deploy did not have, in the directory the rollback's
-  ``pulumi up`` reads (``ms5:migrationsDir`` as the plan leaves it, :func:`next_migrations_dir`),
-  would be applied again: the rollback stops and names them (check out the last good commit, or
-  move them aside);
+- when the failed deploy changed the data's shape - the schema version applied in the database
+  (``ms5_meta.schema_history``) or the TimescaleDB version installed there (``pg_extension``)
+  differ from the record - the pre-change backup must be restored first, through the restore
+  command (``./ms5 restore STACK BACKUP --force``), which refuses a backup whose
+  PostgreSQL/TimescaleDB versions do not fit the server before touching anything. The versions
+  are read from the database, never from the MigrationSet's state: a deploy that failed part-way
+  keeps the old version in state although its migrations committed. A database that cannot be
+  read stops the rollback (:func:`read_state`): guessing from the state could skip a restore
+  the data needs;
+- the backup given with ``--backup`` must be of the record's schema version and TimescaleDB
+  version (its manifest, :func:`backup_problems`): restoring another one would not bring the
+  last good data back;
+- migration files that the last good deploy did not have, or whose checksum differs from the one
+  it recorded, in the directory the rollback's ``pulumi up`` reads (``ms5:migrationsDir`` as the
+  plan leaves it, :func:`next_migrations_dir`), would be applied again or refused as drift: the
+  rollback stops and names them (check out the last good commit, or move them aside);
 - then ``pulumi up`` redeploys the previous image and settings, and the verification runs again.
 
 Nothing is done before the whole plan is known; ``--dry-run`` prints it and stops.
@@ -36,12 +44,14 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ms5_components.errors import Ms5Error, RollbackError
 
+if TYPE_CHECKING:
+    from ms5_components.backups.runner import Target
+
 VERIFICATION = "pulumi-python:dynamic/ms5:Verification"
-MIGRATION_SET = "pulumi-python:dynamic/ms5:MigrationSet"
 NAMESPACE = "ms5"
 RUN_ID_KEY = "verificationRunId"
 """Set by the rollback itself (:func:`rollback_run_id`), never set back: the restored database
@@ -56,9 +66,11 @@ class StackState:
     last_good: Mapping[str, Any] | None
     """The Verification's ``lastGood`` output (None: never verified green)."""
     schema_version: str
-    """``current_version`` of the MigrationSet in state (what the failed deploy left)."""
+    """The newest version applied in the stack's database (``ms5_meta.schema_history``; "" when
+    none): what the failed deploy left, whatever the MigrationSet's state says."""
     extension_version: str
-    """``timescaledb_version`` of the MigrationSet in state."""
+    """The TimescaleDB version installed in the stack's database (``pg_extension``; "" when
+    not installed)."""
     settings: Mapping[str, str]
     """The stack's effective non-secret settings now (config merged with defaults)."""
     image_digest: str = ""
@@ -74,11 +86,19 @@ class RollbackPlan:
     """Why the pre-change backup must be restored first ('' when not)."""
     new_migrations: tuple[str, ...] = ()
     """Migration files in the checkout the last good deploy did not run."""
+    changed_migrations: tuple[str, ...] = ()
+    """Migration files in the checkout whose checksum differs from the one the last good deploy
+    recorded under the same name."""
     last_good: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def nothing_to_do(self) -> bool:
-        return not self.config and not self.restore_reason and not self.new_migrations
+        return (
+            not self.config
+            and not self.restore_reason
+            and not self.new_migrations
+            and not self.changed_migrations
+        )
 
     def render(self, stack: str, backup: str | None) -> str:
         good = self.last_good
@@ -103,6 +123,11 @@ class RollbackPlan:
             lines.append(
                 "  ! migration files the last good deploy did not run: "
                 + ", ".join(self.new_migrations)
+            )
+        if self.changed_migrations:
+            lines.append(
+                "  ! migration files changed since the last good deploy ran them: "
+                + ", ".join(self.changed_migrations)
             )
         if self.nothing_to_do:
             lines.append("  nothing differs: the stack is at its last good deploy")
@@ -134,7 +159,7 @@ def plan_rollback(state: StackState, migration_files: Mapping[str, str]) -> Roll
         if key != RUN_ID_KEY and back is not None and now != back:
             changes.append((key, str(now), str(back)))
     reasons = []
-    if str(good.get("schemaVersion") or "") != state.schema_version:
+    if not same_version(str(good.get("schemaVersion") or ""), state.schema_version):
         reasons.append(
             f"the failed deploy migrated the schema from version {good.get('schemaVersion')} to "
             f"{state.schema_version}"
@@ -151,16 +176,74 @@ def plan_rollback(state: StackState, migration_files: Mapping[str, str]) -> Roll
         changes.sort()
     recorded = good.get("migrationFiles") or {}
     new = tuple(sorted(set(migration_files) - set(recorded)))
+    changed = tuple(
+        sorted(
+            name
+            for name, digest in migration_files.items()
+            if name in recorded and _recorded_checksum(recorded[name]) != digest
+        )
+    )
     run_id = rollback_run_id(good)
     now_run_id = state.settings.get(RUN_ID_KEY, "")
-    if (changes or reasons or new) and now_run_id != run_id:
+    if (changes or reasons or new or changed) and now_run_id != run_id:
         changes.append((RUN_ID_KEY, str(now_run_id), run_id))
     return RollbackPlan(
         config=tuple(changes),
         restore_reason="; ".join(reasons),
         new_migrations=new,
+        changed_migrations=changed,
         last_good=good,
     )
+
+
+def same_version(recorded: str, now: str) -> bool:
+    """Whether two schema versions are the same migration version, compared the way the
+    migrations package orders them (``"7"`` and ``"7.0"`` are one version); text that is no
+    version (e.g. "" for none) only equals itself."""
+    from ms5_components.migrations.plan import version_key
+
+    try:
+        return version_key(recorded) == version_key(now)
+    except ValueError:
+        return recorded == now
+
+
+def _recorded_checksum(entry: object) -> str:
+    """The checksum of one ``migrationFiles`` entry (a checksum, or an object holding one)."""
+    if isinstance(entry, Mapping):
+        return str(entry.get("checksum") or "")
+    return str(entry or "")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupVersions:
+    """What a backup's manifest says about the data it holds."""
+
+    backup: str
+    schema_version: str
+    """The newest applied migration version when it was taken ("" when none)."""
+    extension_version: str
+    """Its TimescaleDB version ("" when the extension was not installed)."""
+
+
+def backup_problems(last_good: Mapping[str, Any], backup: BackupVersions) -> list[str]:
+    """Why ``backup`` does not hold the last good deploy's data (empty: it does), each naming
+    the backup and both versions (pure). The TimescaleDB version is compared when the record
+    names one."""
+    problems = []
+    schema = str(last_good.get("schemaVersion") or "")
+    if not same_version(schema, backup.schema_version):
+        problems.append(
+            f"backup {backup.backup} is at schema version {backup.schema_version or '(none)'}, "
+            f"the last good deploy at {schema or '(none)'}"
+        )
+    extension = str(last_good.get("extensionVersion") or "")
+    if extension and backup.extension_version != extension:
+        problems.append(
+            f"backup {backup.backup} has TimescaleDB {backup.extension_version or '(none)'}, "
+            f"the last good deploy ran {extension}"
+        )
+    return problems
 
 
 def _digest_of(reference: object) -> str:
@@ -199,6 +282,106 @@ def _pinned_image(
 Runner = Callable[[Sequence[str]], str]
 
 
+@dataclass(frozen=True, kw_only=True)
+class DatabaseVersions:
+    """The data's shape as the stack's database says it (the truth after any failure)."""
+
+    schema_version: str
+    """The newest applied version in ``ms5_meta.schema_history`` ("" when none)."""
+    extension_version: str
+    """``extversion`` of TimescaleDB in ``pg_extension`` ("" when not installed)."""
+
+
+class StackDatabase(Protocol):
+    """What the rollback reads from the stack's database and its backup volume."""
+
+    def describe(self) -> str:
+        """Where the database is, for messages (no secrets)."""
+        ...
+
+    def versions(self) -> DatabaseVersions: ...
+
+    def backup_versions(self, backup: str) -> BackupVersions:
+        """The versions in ``backup``'s manifest (raises when it cannot be read)."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetDatabase:
+    """A database reached like ``./ms5 restore`` reaches it: its tools run next to the server
+    through the target's executor (production: ``docker exec`` into the database container)."""
+
+    target: Target
+
+    def describe(self) -> str:
+        return f"database {self.target.database}, {self.target.executor.describe()}"
+
+    def versions(self) -> DatabaseVersions:
+        from psycopg import sql
+
+        from ms5_components.backups.restore import psql
+        from ms5_components.migrations.extension import EXTENSION
+        from ms5_components.migrations.plan import APPLIED_OUTCOMES, version_key
+        from ms5_components.migrations.runner import HISTORY_SCHEMA, HISTORY_TABLE
+
+        table = sql.Identifier(HISTORY_SCHEMA, HISTORY_TABLE)
+        first = sql.SQL(
+            "SELECT json_build_object('history', to_regclass({name}) IS NOT NULL, 'extension', "
+            "(SELECT extversion FROM pg_catalog.pg_extension WHERE extname = {ext}))"
+        ).format(name=sql.Literal(table.as_string(None)), ext=sql.Literal(EXTENSION))
+        found = json.loads(psql(self.target, self.target.database, first.as_string(None)))
+        versions: list[str] = []
+        if found["history"]:
+            applied = sql.SQL(
+                "SELECT coalesce(json_agg(version), '[]') FROM {table} WHERE outcome IN ({ok})"
+            ).format(
+                table=table,
+                ok=sql.SQL(", ").join(sql.Literal(o) for o in sorted(APPLIED_OUTCOMES)),
+            )
+            versions = json.loads(psql(self.target, self.target.database, applied.as_string(None)))
+        return DatabaseVersions(
+            schema_version=max(versions, key=version_key) if versions else "",
+            extension_version=str(found["extension"] or ""),
+        )
+
+    def backup_versions(self, backup: str) -> BackupVersions:
+        from ms5_components.backups.runner import read_manifest
+
+        meta = read_manifest(self.target, backup).metadata
+        return BackupVersions(
+            backup=backup,
+            schema_version=meta.schema_version or "",
+            extension_version=meta.timescaledb_version or "",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackFileDatabase:
+    """The stack's database as ``./ms5 restore`` finds it: from ``Pulumi.<stack>.yaml`` in the
+    project directory (the Docker engine, the container, the database name)."""
+
+    stack: str
+    project_dir: Path
+
+    def _database(self) -> TargetDatabase:
+        from ms5_components.backups.restore import stack_target
+
+        target, _image = stack_target(self.project_dir, self.stack)
+        return TargetDatabase(target=target)
+
+    def describe(self) -> str:
+        try:
+            return self._database().describe()
+        except Ms5Error:
+            return f"the database of stack {self.stack}"
+
+    def versions(self) -> DatabaseVersions:
+        return self._database().versions()
+
+    def backup_versions(self, backup: str) -> BackupVersions:
+        return self._database().backup_versions(backup)
+
+
 def _run(argv: Sequence[str]) -> str:
     try:
         done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
@@ -212,24 +395,37 @@ def _run(argv: Sequence[str]) -> str:
     return done.stdout
 
 
-def read_state(stack: str, run: Runner = _run) -> StackState:
-    """The Verification's ``lastGood`` and the MigrationSet's versions from ``pulumi stack
-    export``; the effective settings from ``pulumi config --json`` (secrets never read)."""
+def read_state(stack: str, run: Runner = _run, *, database: StackDatabase) -> StackState:
+    """The Verification's ``lastGood`` from ``pulumi stack export``; the effective settings from
+    ``pulumi config --json`` (secrets never read); the schema and TimescaleDB versions from
+    ``database``.
+
+    A database that cannot be read stops the rollback: there is no fallback to the
+    MigrationSet's versions in state, which a deploy that failed part-way leaves behind what its
+    migrations committed, so a fallback could skip the restore the data needs."""
     from ms5_components.settings import load_settings
     from ms5_components.verification.provider import public_settings
 
     deployment = json.loads(run(["pulumi", "stack", "export", "--stack", stack]))
     resources = (deployment.get("deployment") or {}).get("resources") or []
     last_good = None
-    schema_version = extension_version = image_digest = ""
+    image_digest = ""
     for resource in resources:
         outputs = resource.get("outputs") or {}
         if resource.get("type") == VERIFICATION:
             last_good = outputs.get("lastGood") or None
             image_digest = str(outputs.get("dbImage") or "")
-        elif resource.get("type") == MIGRATION_SET:
-            schema_version = str(outputs.get("current_version") or "")
-            extension_version = str(outputs.get("timescaledb_version") or "")
+    try:
+        versions = database.versions()
+    except Ms5Error as exc:
+        raise RollbackError(
+            f"stack {stack}: cannot read the applied schema version and the TimescaleDB version "
+            f"from {database.describe()}: {exc}. The rollback decides from the database whether "
+            "the pre-change backup must be restored, never from the Pulumi state (a deploy that "
+            "failed part-way leaves an older version there). Start the database container (or "
+            f"fix ms5:dockerHost in Pulumi.{stack}.yaml), check `./ms5 restore {stack}` can list "
+            "the backups, then run the rollback again"
+        ) from exc
     config = json.loads(run(["pulumi", "config", "--stack", stack, "--json"]))
     raw = {
         key: (
@@ -243,8 +439,8 @@ def read_state(stack: str, run: Runner = _run) -> StackState:
     settings = load_settings({k: str(v) for k, v in raw.items()}, stack=stack)
     return StackState(
         last_good=last_good,
-        schema_version=schema_version,
-        extension_version=extension_version,
+        schema_version=versions.schema_version,
+        extension_version=versions.extension_version,
         settings=public_settings(settings),
         image_digest=image_digest,
     )
@@ -267,6 +463,14 @@ def execute(
             + ", ".join(plan.new_migrations)
             + "): `pulumi up` would apply them again. Check out the commit of the last good "
             "deploy (or move those files aside), then run the rollback again"
+        )
+    if plan.changed_migrations:
+        raise RollbackError(
+            "the checkout has migration files whose content changed since the last good deploy "
+            "ran them (" + ", ".join(plan.changed_migrations) + "): their checksums differ from "
+            "the recorded ones, so `pulumi up` would refuse them as drift. Check out the commit "
+            "of the last good deploy (or put those files' content back), then run the rollback "
+            "again"
         )
     if plan.restore_reason and not backup:
         raise RollbackError(
@@ -319,8 +523,42 @@ def default_restore_command() -> list[str] | None:
     return [sys.executable, "-m", "ms5_components.backups.restore"]
 
 
-def main(argv: Sequence[str] | None = None, *, run: Runner = _run) -> int:
-    """``./ms5 rollback``; ``run`` runs every command (the Pulumi CLI, the restore command)."""
+def check_backup(
+    stack: str, plan: RollbackPlan, backup: str, database: StackDatabase
+) -> BackupVersions:
+    """``backup``'s manifest read and compared with the record; refuses a backup that does not
+    hold the last good deploy's data, before anything runs."""
+    try:
+        versions = database.backup_versions(backup)
+    except Ms5Error as exc:
+        raise RollbackError(
+            f"stack {stack}: cannot read the manifest of backup {backup} ({exc}). Pick a "
+            f"verified backup from `./ms5 restore {stack}` and pass it with --backup"
+        ) from exc
+    problems = backup_problems(plan.last_good, versions)
+    if problems:
+        good = plan.last_good
+        raise RollbackError(
+            f"backup {backup} does not hold the data of the last good deploy (verified at "
+            f"{good.get('verifiedAt', '?')}): "
+            + "; ".join(problems)
+            + f". Pick the backup taken before the failed deploy's changes, at schema version "
+            f"{good.get('schemaVersion') or '(none)'} and TimescaleDB "
+            f"{good.get('extensionVersion') or '-'} (`./ms5 restore {stack}` lists each backup's "
+            "versions), and pass it with --backup"
+        )
+    return versions
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    run: Runner = _run,
+    database: StackDatabase | None = None,
+) -> int:
+    """``./ms5 rollback``; ``run`` runs every command (the Pulumi CLI, the restore command);
+    ``database`` reads the stack's database and backups (default: found from
+    ``Pulumi.<stack>.yaml`` in the working directory, like ``./ms5 restore``)."""
     parser = argparse.ArgumentParser(
         prog="./ms5 rollback", description="Return a stack to its last deploy that verified."
     )
@@ -336,11 +574,14 @@ def main(argv: Sequence[str] | None = None, *, run: Runner = _run) -> int:
     try:
         from ms5_components.migrations.plan import load_directory
 
-        state = read_state(args.stack, run)
+        db = database or StackFileDatabase(stack=args.stack, project_dir=Path.cwd())
+        state = read_state(args.stack, run, database=db)
         directory = Path(args.migrations_dir) if args.migrations_dir else next_migrations_dir(state)
         files = {m.filename: m.checksum for m in load_directory(directory)}
         plan = plan_rollback(state, files)
         print(plan.render(args.stack, args.backup))
+        if plan.restore_reason and args.backup:
+            check_backup(args.stack, plan, args.backup, db)
         if args.dry_run or plan.nothing_to_do:
             return 0
         for command in execute(

@@ -74,10 +74,11 @@ def version_problems(
     return problems
 
 
-def _psql(target: runner.Target, database: str, query: str) -> str:
-    psql = f"{target.pg_bindir}/psql" if target.pg_bindir else "psql"
+def psql(target: runner.Target, database: str, query: str) -> str:
+    """Run one query with ``psql`` next to the server (unaligned, tuples only); its output."""
+    exe = f"{target.pg_bindir}/psql" if target.pg_bindir else "psql"
     done = target.executor.run(
-        [psql, "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", query],
+        [exe, "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", query],
         env=runner.script_env(target),
         timeout=300.0,
     )
@@ -88,7 +89,7 @@ def _psql(target: runner.Target, database: str, query: str) -> str:
 
 
 def server_versions(target: runner.Target) -> ServerVersions:
-    text = _psql(
+    text = psql(
         target,
         "postgres",
         "SELECT json_build_object('v', current_setting('server_version'), 'n', "
@@ -108,7 +109,7 @@ def target_tables(target: runner.Target, database: str) -> int | None:
     """User tables in ``database`` (None: no such database)."""
     from psycopg import sql
 
-    exists = _psql(
+    exists = psql(
         target,
         "postgres",
         sql.SQL("SELECT count(*) FROM pg_database WHERE datname = {}")
@@ -118,7 +119,7 @@ def target_tables(target: runner.Target, database: str) -> int | None:
     if exists != "1":
         return None
     return int(
-        _psql(
+        psql(
             target,
             database,
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -183,7 +184,7 @@ def database_properties(target: runner.Target, database: str) -> DatabasePropert
         "'settings', coalesce((SELECT to_json(s.setconfig) FROM pg_db_role_setting s, d "
         "WHERE s.setdatabase = d.oid AND s.setrole = 0), '[]'))"
     ).format(db=sql.Literal(database))
-    data = json.loads(_psql(target, "postgres", query.as_string(None)))
+    data = json.loads(psql(target, "postgres", query.as_string(None)))
     return DatabaseProperties(
         owner=str(data["owner"]),
         grants=tuple((str(g), str(p), bool(o)) for g, p, o in data["grants"]),
@@ -278,12 +279,12 @@ def restore(
     kept: DatabaseProperties | None = None
     if tables is not None:
         kept = database_properties(target, into)
-        _psql(
+        psql(
             target,
             "postgres",
             sql.SQL("DROP DATABASE {} WITH (FORCE)").format(ident).as_string(None),
         )
-    _psql(
+    psql(
         target,
         "postgres",
         sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident).as_string(None),
@@ -291,7 +292,7 @@ def restore(
     if kept is not None:
         # Right after CREATE DATABASE, where pg_restore of a dump taken with --create puts them.
         for statement in properties_sql(into, kept):
-            _psql(target, "postgres", statement)
+            psql(target, "postgres", statement)
     result = runner.run_script(target, "restore", name, into, settings=settings)
     if not result.ok or not result.data.get("ok"):
         detail = result.data.get("mismatches") or result.data.get("error") or result.stderr
