@@ -126,6 +126,45 @@ def test_the_rollback_plans_with_the_databases_versions_when_the_state_says_othe
     ) in str(refused.value)
 
 
+def test_a_non_transactional_migration_that_failed_part_way_calls_for_the_restore(
+    ms5_database: str, backup_target: Callable[..., runner.Target], tmp_path: Path
+) -> None:
+    database = TargetDatabase(target=backup_target(ms5_database))
+    good_files = load_directory(repository_migrations_dir())
+    good_version = max((m.version for m in good_files), key=version_key)
+    extension = installed_timescaledb(ms5_database)
+    last_good: dict[str, object] = {
+        "extensionVersion": extension,
+        "migrationFiles": {m.filename: m.checksum for m in good_files},
+        "schemaVersion": good_version,
+        "settings": public_settings(load_settings({}, stack="staging")),
+        "verifiedAt": "2026-12-01T20:00:00Z",
+    }
+    directory = tmp_path / "migrations"
+    shutil.copytree(repository_migrations_dir(), directory)
+    partial = str(int(good_version) + 1)
+    (directory / f"V{int(partial):04d}__half_done.sql").write_text(
+        "-- ms5:transaction=off\n"
+        "CREATE TABLE ms5.committed_before_the_failure (id int);\n"
+        "SELECT 1 / 0;\n"
+    )
+    with pytest.raises(MigrationFailedError):
+        run(ms5_database, load_directory(directory))
+    with psycopg.connect(ms5_database) as conn:
+        assert conn.execute(
+            "SELECT to_regclass('ms5.committed_before_the_failure')"
+        ).fetchone() == ("ms5.committed_before_the_failure",)
+
+    versions = database.versions()
+    assert versions.schema_version == good_version
+    assert versions.partial_failures == (partial,)
+    state = read_state(
+        "staging", run=pulumi_cli(last_good, state_version=good_version), database=database
+    )
+    plan = plan_rollback(state, {m.filename: m.checksum for m in good_files})
+    assert f"non-transactional migration(s) {partial} that failed part-way" in plan.restore_reason
+
+
 def test_a_database_without_migrations_or_timescaledb_reads_as_none(
     pg_database: str, backup_target: Callable[..., runner.Target]
 ) -> None:

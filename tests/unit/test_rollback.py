@@ -566,3 +566,15 @@ def test_main_names_a_migration_file_whose_content_changed(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert "V0002__b.sql" in err and "their checksums differ from the recorded ones" in err
     assert [c[:2] for c in cli.calls] == [["pulumi", "stack"], ["pulumi", "config"]]
+
+
+def test_a_non_transactional_migration_that_failed_part_way_is_restored_first() -> None:
+    # The version did not move (the failed migration is not applied), but its statements before
+    # the failure committed: only the pre-change backup brings the last good data back.
+    plan = plan_rollback(_state(partial_failures=("3",)), GOOD_FILES)
+    assert plan.restore_reason == (
+        "the failed deploy ran non-transactional migration(s) 3 that failed part-way: their "
+        "statements before the failure committed"
+    )
+    # A failure the last good deploy already lived with (its version is not newer) is no reason.
+    assert plan_rollback(_state(partial_failures=("2",)), GOOD_FILES).restore_reason == ""

@@ -74,6 +74,10 @@ class StackState:
     settings: Mapping[str, str]
     """The stack's effective non-secret settings now (config merged with defaults)."""
     image_digest: str = ""
+    partial_failures: tuple[str, ...] = ()
+    """Versions of non-transactional migrations the database records as failed: the statements
+    before the failing one committed, so the data may have changed even though the version did
+    not move."""
     """The database image's repo digest the failed deploy ran (the Verification's ``dbImage``
     in state; "" when unknown, e.g. an image with no registry digest)."""
 
@@ -169,6 +173,14 @@ def plan_rollback(state: StackState, migration_files: Mapping[str, str]) -> Roll
             f"the failed deploy updated TimescaleDB from {good.get('extensionVersion')} to "
             f"{state.extension_version}"
         )
+    record = str(good.get("schemaVersion") or "")
+    partial = sorted(v for v in state.partial_failures if _newer(v, record))
+    if partial:
+        reasons.append(
+            "the failed deploy ran non-transactional migration(s) "
+            + ", ".join(partial)
+            + " that failed part-way: their statements before the failure committed"
+        )
     pinned = _pinned_image(good, state, {key: back for key, _now, back in changes})
     if pinned is not None:
         changes = [c for c in changes if c[0] != "dbImage"]
@@ -206,6 +218,19 @@ def same_version(recorded: str, now: str) -> bool:
         return version_key(recorded) == version_key(now)
     except ValueError:
         return recorded == now
+
+
+def _newer(version: str, record: str) -> bool:
+    """Whether migration ``version`` comes after the record's schema version (unparsable
+    versions count as newer: the safe side is a restore)."""
+    from ms5_components.migrations.plan import version_key
+
+    if not record:
+        return True
+    try:
+        return version_key(version) > version_key(record)
+    except ValueError:
+        return True
 
 
 def _recorded_checksum(entry: object) -> str:
@@ -290,6 +315,9 @@ class DatabaseVersions:
     """The newest applied version in ``ms5_meta.schema_history`` ("" when none)."""
     extension_version: str
     """``extversion`` of TimescaleDB in ``pg_extension`` ("" when not installed)."""
+    partial_failures: tuple[str, ...] = ()
+    """Versions of non-transactional migrations recorded as ``failed`` (each may have committed
+    some of its statements)."""
 
 
 class StackDatabase(Protocol):
@@ -331,6 +359,7 @@ class TargetDatabase:
         ).format(name=sql.Literal(table.as_string(None)), ext=sql.Literal(EXTENSION))
         found = json.loads(psql(self.target, self.target.database, first.as_string(None)))
         versions: list[str] = []
+        partial: list[str] = []
         if found["history"]:
             applied = sql.SQL(
                 "SELECT coalesce(json_agg(version), '[]') FROM {table} WHERE outcome IN ({ok})"
@@ -339,8 +368,14 @@ class TargetDatabase:
                 ok=sql.SQL(", ").join(sql.Literal(o) for o in sorted(APPLIED_OUTCOMES)),
             )
             versions = json.loads(psql(self.target, self.target.database, applied.as_string(None)))
+            failed = sql.SQL(
+                "SELECT coalesce(json_agg(version), '[]') FROM {table}"
+                " WHERE outcome = 'failed' AND NOT transactional"
+            ).format(table=table)
+            partial = json.loads(psql(self.target, self.target.database, failed.as_string(None)))
         return DatabaseVersions(
             schema_version=max(versions, key=version_key) if versions else "",
+            partial_failures=tuple(sorted(str(v) for v in partial)),
             extension_version=str(found["extension"] or ""),
         )
 
@@ -441,6 +476,7 @@ def read_state(stack: str, run: Runner = _run, *, database: StackDatabase) -> St
         last_good=last_good,
         schema_version=versions.schema_version,
         extension_version=versions.extension_version,
+        partial_failures=versions.partial_failures,
         settings=public_settings(settings),
         image_digest=image_digest,
     )
