@@ -10,8 +10,9 @@ In file order: a healthy staging stack ends green with a benchmark within its th
 no-op `up` runs neither; a benchmark below its threshold fails where it gates; then each fault
 turns the report red with the right message (a missing hypertable, the exporter down, a
 Prometheus target down), each followed by its repair; then a failing background job (staging's
-warn-only list lifted), and a benchmark whose session is terminated mid-run and one whose process
-is killed mid-run: the scratch schema is dropped by the run itself, or by the next deploy's run.
+warn-only list lifted), and a benchmark whose session is terminated mid-run (recorded as a failed
+run, which fails the deploy where the benchmark gates) and one whose process is killed mid-run:
+the scratch schema is dropped by the run itself, or by the next deploy's run, which reports it.
 (The benchmark comes before the exporter fault: after it, the 300 s compression job keeps the
 exporter's target down until its next scrape.) Each failed `up` fails with the per-check report,
 and the stack outputs the engine keeps after it (:attr:`RehearsalError.exports`) carry the red
@@ -338,13 +339,29 @@ def test_a_benchmark_session_terminated_mid_run_fails_and_drops_its_scratch_sche
 
     wait_for_targets(stack)
     watcher = _while_benchmarking(stack.dsn, terminate)
+    resource = f"ms5-benchmark-{stack.name}"
     with pytest.raises(RehearsalError) as info:
-        stack.again(**{"ms5:benchmarkRunId": f"terminated-{stack.runs}"})
+        stack.again(
+            **{"ms5:benchmarkRunId": f"terminated-{stack.runs}", "ms5:benchmarkGate": "fail"}
+        )
     watcher.join(timeout=30)
     assert seen, "the benchmark's scratch schema never appeared"
-    text = str(info.value)
-    assert "Benchmark" in text and "failed during" in text, text
     assert _scratch(stack.dsn) == []
+    # The DeployGate failed the deploy with the recorded run, not the provider with an error.
+    text = str(info.value)
+    assert f"Benchmark {resource}: FAIL" in text, text
+    assert f"[FAIL] run: {resource}: {resource} did not complete: its database session was" in text
+    exports = info.value.exports
+    assert exports["benchmarkStatus"] == "fail"
+    [finding] = [f for f in exports["benchmarkFindings"] if f["check"] == "run"]
+    assert finding["status"] == "fail" and finding["object"] == resource
+    assert "terminated during" in finding["message"]
+    assert f"its scratch schema {seen[0]} was dropped" in finding["message"]
+    assert finding["nextStep"]
+    failed = exports["benchmarkResults"]["failed"]
+    assert failed["kind"] == "killed" and failed["scratchSchema"] == seen[0]
+    assert failed["scratchDropped"] is True
+    assert exports["verificationStatus"] in ("ok", "warn")
 
 
 def _provider_hosts() -> list[int]:
@@ -386,5 +403,11 @@ def test_a_benchmark_killed_mid_run_is_cleaned_up_by_the_next_deploy(stack: Stac
     run = stack.again(**{"ms5:benchmarkRunId": f"after-kill-{stack.runs}"})
     assert run.one(BENCHMARK).op == "update"
     assert _scratch(stack.dsn) == []
-    findings = run.one(BENCHMARK).outputs["findings"]
-    assert [f for f in findings if f["status"] == "fail"] == []
+    outputs = run.one(BENCHMARK).outputs
+    assert [f for f in outputs["findings"] if f["status"] == "fail"] == []
+    # The run that dropped the killed run's schema says so (a warning: nothing failed now).
+    assert outputs["status"] == "warn" and outputs["results"]["leftoversDropped"] == killed
+    [finding] = [f for f in outputs["findings"] if f["check"] == "run"]
+    assert finding["object"] == f"ms5-benchmark-{stack.name}"
+    assert finding["message"].startswith(f"dropped the scratch schema(s) {killed[0]} left by")
+    assert run.program.exports["benchmarkStatus"] == "warn"

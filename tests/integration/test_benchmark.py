@@ -5,7 +5,8 @@ A run ingests with binary COPY into a scratch copy of ``ms5.machine_metrics``, t
 compresses (Timescale license), stores its measurements in ``ms5_meta.benchmark_results`` and
 pushes the benchmark metrics; its scratch schema is gone afterwards - also when it fails, when
 its session is terminated mid-run, when it exceeds its time budget, and (after the next run) when
-the process running it is killed.
+the process running it is killed. A run that does not complete is recorded by the resource as a
+failed run (full outputs, a ``run`` finding naming the resource), not raised.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 import ms5_testenv
 from ms5_components.benchmark import runner
 from ms5_components.benchmark.plan import INGEST, QUERIES
 from ms5_components.benchmark.provider import BenchmarkProvider, run_benchmark
-from ms5_components.errors import BenchmarkError
+from ms5_components.errors import BenchmarkRunError
 from ms5_components.monitoring import metrics
 from ms5_components.verification.gate import failure_text
 
@@ -180,9 +182,12 @@ def test_a_session_terminated_mid_run_leaves_no_scratch_schema(dsn: str) -> None
                 )
 
     config = runner.BenchmarkConfig(dsn=dsn, stack="kill", rows=ROWS, query_runs=3, warmup_runs=1)
-    with pytest.raises(BenchmarkError, match="failed during warm-up of query_lastpoint"):
+    with pytest.raises(
+        BenchmarkRunError, match="session was terminated during warm-up of query_lastpoint"
+    ) as info:
         runner.run(config, on_phase=kill_at_queries)
-    assert seen and scratch(dsn) == []
+    assert info.value.kind == "killed" and info.value.scratch_schema == seen[0]
+    assert info.value.scratch_dropped and seen and scratch(dsn) == []
 
 
 def test_the_time_budget_stops_the_run_and_drops_its_schema(dsn: str) -> None:
@@ -193,9 +198,129 @@ def test_the_time_budget_stops_the_run_and_drops_its_schema(dsn: str) -> None:
     config = runner.BenchmarkConfig(
         dsn=dsn, stack="slow", rows=ROWS, query_runs=3, warmup_runs=1, time_budget_seconds=5
     )
-    with pytest.raises(BenchmarkError, match="exceeded its time budget of 5 s"):
+    with pytest.raises(BenchmarkRunError, match="timed out after 5 s") as info:
         runner.run(config, on_phase=stall)
+    assert info.value.kind == "timeout" and info.value.scratch_dropped
     assert scratch(dsn) == []
+
+
+def _stall_queries(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[str]:
+    """Make the resource's run sleep ``seconds`` as its queries start; returns the scratch
+    schemas it saw (the provider calls ``runner.run`` with no hook of its own)."""
+    seen: list[str] = []
+    real = runner.run
+
+    def stalled(config: runner.BenchmarkConfig, **_: Any) -> Any:
+        def stall(phase: str, schema: str) -> None:
+            if phase == "queries":
+                seen.append(schema)
+                time.sleep(seconds)
+
+        return real(config, on_phase=stall)
+
+    monkeypatch.setattr(runner, "run", stalled)
+    return seen
+
+
+def _run_finding(outs: dict[str, Any]) -> dict[str, str]:
+    [finding] = [f for f in outs["findings"] if f["check"] == "run"]
+    return finding
+
+
+def test_a_run_over_its_time_budget_is_recorded_as_failed_with_full_outputs(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _stall_queries(monkeypatch, 6)
+    outs = run_benchmark(props(dsn, timeBudgetSeconds=5, runId="timeout-1"))
+    assert seen and scratch(dsn) == []
+    assert outs["status"] == "fail"
+    # Full outputs: the inputs as create/update return them, and the failed run's results.
+    assert outs["stack"] == "bench-test" and outs["runId"] == "timeout-1"
+    assert outs["timeBudgetSeconds"] == 5 and outs["thresholds"] == props(dsn)["thresholds"]
+    failed = outs["results"]["failed"]
+    assert failed["kind"] == "timeout" and failed["phase"] == "warm-up of query_lastpoint"
+    assert failed["scratchSchema"] == seen[0] and failed["scratchDropped"] is True
+    assert failed["stored"] == "stored"
+    finding = _run_finding(outs)
+    assert finding["status"] == "fail" and finding["object"] == "ms5-benchmark-bench-test"
+    assert finding["message"].startswith("ms5-benchmark-bench-test did not complete: timed out")
+    assert (
+        "after 5 s (ms5:benchmarkTimeBudgetSeconds) during warm-up of query_lastpoint"
+        in finding["message"]
+    )
+    assert f"its scratch schema {seen[0]} was dropped" in finding["message"]
+    assert "ms5:benchmarkTimeBudgetSeconds" in finding["nextStep"]
+    assert outs["rerunReason"] == (
+        "the last benchmark did not complete (timeout during warm-up of query_lastpoint): the "
+        "next up runs it again"
+    )
+    assert dsn not in repr(outs)
+    # The DeployGate fails the deploy with it where the benchmark gates.
+    message = failure_text({"stack": "bench-test", "benchmark": outs})
+    assert message.startswith("Benchmark ms5-benchmark-bench-test: FAIL (1 failed")
+    assert "[FAIL] run: ms5-benchmark-bench-test: ms5-benchmark-bench-test did not" in message
+    # The failure is stored; the next run compares with the last completed run, not with it.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT benchmark, metric, value FROM ms5_meta.benchmark_results"
+            " WHERE stack = 'bench-test' AND run_id = 'timeout-1'"
+        ).fetchall()
+    assert {(b, m) for b, m, _ in rows} == {("run", "failed"), ("run", "seconds")}
+    assert runner.previous_run(dsn, "bench-test") == {}
+
+
+def test_a_run_that_errors_is_recorded_as_failed_and_warns_where_it_does_not_gate(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server refuses a statement mid-run: the scratch copy's table is dropped under the
+    run, so its ANALYZE fails with the server's message."""
+    real = runner.analyze
+    dropped: list[str] = []
+
+    def analyze_missing(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> None:
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "machine_metrics")))
+        dropped.append(schema)
+        real(conn, schema)
+
+    monkeypatch.setattr(runner, "analyze", analyze_missing)
+    gated = run_benchmark(props(dsn, gate=True))
+    assert dropped and scratch(dsn) == []
+    assert gated["status"] == "fail"
+    failed = gated["results"]["failed"]
+    assert failed["kind"] == "error" and failed["phase"] == "analyze"
+    finding = _run_finding(gated)
+    assert finding["status"] == "fail"
+    assert finding["message"].startswith(
+        "ms5-benchmark-bench-test did not complete: failed during analyze: relation"
+    )
+    assert "does not exist" in finding["message"]
+    assert finding["nextStep"].startswith("fix the cause named above")
+    assert failure_text({"stack": "bench-test", "benchmark": gated})
+    # Staging's policy: the same failure is a warning, and the gate lets the deploy through.
+    soft = run_benchmark(props(dsn, gate=False))
+    assert soft["status"] == "warn" and _run_finding(soft)["status"] == "warn"
+    assert soft["rerunReason"] and failure_text({"stack": "bench-test", "benchmark": soft}) == ""
+    assert scratch(dsn) == []
+
+
+def test_an_unreachable_database_is_recorded_as_failed_without_raising(
+    pg_server: ms5_testenv.PostgresServer,
+) -> None:
+    """Nothing listens on the DSN's port: the run cannot start, the failure cannot be stored,
+    and the outputs still say so (and name no secret)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = f"postgresql://ms5:s3cret-pw@127.0.0.1:{port}/ms5?connect_timeout=2"
+    outs = run_benchmark(props(dead, gate=True))
+    assert outs["status"] == "fail"
+    failed = outs["results"]["failed"]
+    assert failed["kind"] == "error" and failed["phase"] == "reading the previous run"
+    assert failed["stored"].startswith("not stored: ")
+    assert "it had not created its scratch schema" in _run_finding(outs)["message"]
+    assert "s3cret-pw" not in repr(outs)
 
 
 CHILD = """

@@ -208,6 +208,40 @@ class BenchmarkError(Ms5Error):
     """The benchmark could not run or ran out of its time budget."""
 
 
+class BenchmarkRunError(BenchmarkError):
+    """A benchmark run that started did not complete: an error, its time budget, or its session
+    terminated. The Benchmark resource records it as a failed run (it is not raised out of the
+    provider). The message is free of secrets (the DSN, password and host are scrubbed).
+
+    ``kind`` is ``error``, ``timeout`` or ``killed``; ``phase`` the phase it stopped in;
+    ``scratch_dropped`` whether the run's scratch schema ``scratch_schema`` is gone (if not, the
+    next run drops it); ``leftovers`` the scratch schemas of earlier runs this one dropped;
+    ``next_step`` what to do, when the cause calls for more than the kind's usual step.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        phase: str,
+        scratch_schema: str = "",
+        scratch_dropped: bool = True,
+        seconds: float = 0.0,
+        leftovers: tuple[str, ...] = (),
+        next_step: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.phase = phase
+        self.scratch_schema = scratch_schema
+        self.scratch_dropped = scratch_dropped
+        self.seconds = seconds
+        self.leftovers = leftovers
+        self.next_step = next_step
+
+
 class RollbackError(Ms5Error):
     """A rollback cannot proceed (no last-good record, a version check refused the restore)."""
 

@@ -7,8 +7,8 @@ The queries are TSBS's devops shapes on that model: last point per machine, 1 h 
 ``time_bucket`` rollups, single and double group-by, a high-value filter, and a read of a
 continuous aggregate (Timescale license only).
 
-Thresholds default to the old verify script's floors: at least 1,000 rows/s, every query's p95
-within 100 ms, compression saving at least 70 %.
+Thresholds default to the old verify script's floors, declared once with the ``ms5:benchmark*``
+settings: at least 1,000 rows/s, every query's p95 within 100 ms, compression saving at least 70 %.
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from ms5_components.settings import int_default_of
 from ms5_components.verification.report import Finding, Report, fail, not_applicable, ok, warn
+
+if TYPE_CHECKING:
+    from ms5_components.errors import BenchmarkRunError
 
 INGEST = "ingest_copy"
 """Benchmark name of the ingest phase (the ``benchmark`` label of the pushed metrics)."""
@@ -47,13 +51,27 @@ SPAN = timedelta(hours=24)
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+def _ingest_floor() -> float:
+    return float(int_default_of("benchmarkMinIngestRowsPerSecond"))
+
+
+def _query_ceiling() -> float:
+    return float(int_default_of("benchmarkMaxQueryP95Ms"))
+
+
+def _compression_floor() -> float:
+    return int_default_of("benchmarkMinCompressionPercent") / 100.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class Thresholds:
-    """Per-stack floors and ceilings (``thresholds`` input)."""
+    """Per-stack floors and ceilings (``thresholds`` input). The defaults are the declared
+    defaults of ``ms5:benchmarkMinIngestRowsPerSecond``, ``ms5:benchmarkMaxQueryP95Ms`` and
+    ``ms5:benchmarkMinCompressionPercent`` (as a fraction)."""
 
-    min_ingest_rows_per_second: float = 1_000.0
-    max_query_p95_ms: float = 100.0
-    min_compression_ratio: float = 0.70
+    min_ingest_rows_per_second: float = field(default_factory=_ingest_floor)
+    max_query_p95_ms: float = field(default_factory=_query_ceiling)
+    min_compression_ratio: float = field(default_factory=_compression_floor)
     """Fraction of the chunks' size that compression saves (0.70 = 70 %)."""
 
     def to_input(self) -> dict[str, float]:
@@ -65,11 +83,17 @@ class Thresholds:
 
     @classmethod
     def from_input(cls, raw: Mapping[str, Any]) -> Thresholds:
-        return cls(
-            min_ingest_rows_per_second=float(raw.get("minIngestRowsPerSecond", 1_000)),
-            max_query_p95_ms=float(raw.get("maxQueryP95Ms", 100)),
-            min_compression_ratio=float(raw.get("minCompressionRatio", 0.70)),
-        )
+        """The thresholds of the input; a key it lacks takes the setting's default."""
+        given = {
+            attr: float(raw[key])
+            for key, attr in (
+                ("minIngestRowsPerSecond", "min_ingest_rows_per_second"),
+                ("maxQueryP95Ms", "max_query_p95_ms"),
+                ("minCompressionRatio", "min_compression_ratio"),
+            )
+            if raw.get(key) is not None
+        }
+        return cls(**given)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -166,8 +190,10 @@ class QuerySpec:
     """Benchmark name (``query_<shape>``)."""
     description: str
     template: str
-    """SQL with ``{table}``, ``{cagg}``, ``{machine}``, ``{start}``, ``{end}`` placeholders,
-    filled with quoted identifiers/literals by the runner (the same text psql would time)."""
+    """SQL with ``{table}``, ``{cagg}``, ``{machine}``, ``{start}``, ``{end}``, ``{high_value}``
+    placeholders and no other value in it: :func:`ms5_components.benchmark.runner.render_queries`
+    composes it with ``psycopg.sql`` (identifiers and literals quoted by psycopg), the one text
+    both the resource and the bench's psql time."""
     full_license_only: bool = False
 
 
@@ -213,7 +239,7 @@ QUERIES: tuple[QuerySpec, ...] = (
         name="query_high_value",
         description="high-value filter: the newest 100 samples above 90 over 12 h",
         template="SELECT time, machine_id, metric, value FROM {table}"
-        f" WHERE value > {HIGH_VALUE} AND time >= {{end}} - INTERVAL '12 hours' AND time < {{end}}"
+        " WHERE value > {high_value} AND time >= {end} - INTERVAL '12 hours' AND time < {end}"
         " ORDER BY time DESC LIMIT 100",
     ),
     QuerySpec(
@@ -331,6 +357,8 @@ class BenchmarkResult:
     seconds: float
     """Wall time of the whole run (setup and cleanup included)."""
     scratch_schema: str
+    leftovers: tuple[str, ...] = ()
+    """Scratch schemas of earlier runs this run dropped before it started (a killed run's)."""
     finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def measurements(self) -> list[tuple[str, str, float]]:
@@ -377,6 +405,7 @@ class BenchmarkResult:
                 "seconds": round(self.ingest.seconds, 3),
                 "workers": self.ingest.workers,
             },
+            "leftoversDropped": list(self.leftovers),
             "license": self.license,
             "queries": {
                 q.name: (q.latency.to_output() if q.latency else {"note": q.note})
@@ -459,8 +488,58 @@ def evaluate(
                 "check the columnstore segment-by/order-by settings of ms5.machine_metrics",
             )
         )
+    if result.leftovers:
+        findings.append(
+            warn(
+                "run",
+                f"ms5-benchmark-{result.stack}",
+                f"dropped the scratch schema(s) {', '.join(result.leftovers)} left by an earlier "
+                "run that was killed (or could not drop its own) before this run started",
+                "nothing to do if a deploy was interrupted; otherwise find what killed the "
+                "earlier run (the provider host's memory, the machine running `pulumi up`)",
+            )
+        )
     if previous and max_regression_percent > 0:
         findings.extend(_regressions(result, previous, max_regression_percent, gate_on_regression))
+    return Report.build(findings)
+
+
+_NEXT_STEP = {
+    "timeout": "lower ms5:benchmarkRows or ms5:benchmarkQueryRuns, or raise "
+    "ms5:benchmarkTimeBudgetSeconds; the next `pulumi up` runs the benchmark again",
+    "killed": "find what ended the session (the database's log: a restart, an out-of-memory "
+    "kill, pg_terminate_backend), then `pulumi up`: the benchmark runs again",
+    "error": "fix the cause named above, then `pulumi up`: the benchmark runs again",
+}
+
+
+def failed_run_report(stack: str, failure: BenchmarkRunError, *, gate: bool) -> Report:
+    """The report of a run that did not complete: one ``run`` finding on the resource
+    ``ms5-benchmark-<stack>`` saying what happened and what became of its scratch schema; a
+    failure where the benchmark gates, else a warning (as a missed threshold)."""
+    resource = f"ms5-benchmark-{stack}"
+    if not failure.scratch_schema:
+        scratch = "it had not created its scratch schema"
+    elif failure.scratch_dropped:
+        scratch = f"its scratch schema {failure.scratch_schema} was dropped"
+    else:
+        scratch = (
+            f"its scratch schema {failure.scratch_schema} could not be dropped now: the next "
+            "run drops it before it starts"
+        )
+    message = f"{resource} did not complete: {failure.message}; {scratch}"
+    step = failure.next_step or _NEXT_STEP.get(failure.kind, _NEXT_STEP["error"])
+    verdict = fail("run", resource, message, step) if gate else warn("run", resource, message, step)
+    findings = [verdict]
+    if failure.leftovers:
+        findings.append(
+            warn(
+                "run",
+                resource,
+                f"dropped the scratch schema(s) {', '.join(failure.leftovers)} left by an "
+                "earlier run before this run started",
+            )
+        )
     return Report.build(findings)
 
 

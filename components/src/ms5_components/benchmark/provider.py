@@ -14,9 +14,12 @@ database image, the schema version, its own parameters and thresholds, or ``ms5:
   deploy with the findings; without it the findings are reported as warnings. A failed gated run
   also sets ``rerunReason``, so the next ``up`` runs the benchmark again. When this deploy's
   verification is red (``verificationStatus``) nothing is measured: ``status`` is ``skipped`` and
-  ``rerunReason`` runs it once the verification is green. A run that cannot complete (an error,
-  or its time budget exceeded) raises and fails the deploy; its scratch schema is dropped (or by
-  the next run);
+  ``rerunReason`` runs it once the verification is green. A run that does not complete (an
+  error, its time budget exceeded, its session terminated, the database unreachable) is recorded
+  the same way, not raised: a ``run`` finding on ``ms5-benchmark-<stack>`` saying what happened
+  and the next step (a failure where it gates, else a warning), ``results.failed``, and
+  ``rerunReason``; its scratch schema is dropped by the run, or - when it could not be (the
+  database gone) - by the next run before it starts. Only inputs ``check`` refuses raise;
 - ``delete`` drops nothing: the results history stays, and the leftover scratch schema of a
   killed run is dropped by the next run.
 """
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.dynamic import (
@@ -38,6 +41,10 @@ from pulumi.dynamic import (
 )
 
 from ms5_components.settings import int_default_of, limits_of
+
+if TYPE_CHECKING:
+    from ms5_components.benchmark.runner import BenchmarkConfig
+    from ms5_components.errors import BenchmarkRunError
 
 PROVIDER_VERSION = "1"
 TYPE_TOKEN = "pulumi-python:dynamic/ms5:Benchmark"  # noqa: S105 - a type token
@@ -167,19 +174,34 @@ def config_from_props(props: Mapping[str, Any]) -> Any:
 
 
 def run_benchmark(props: Mapping[str, Any]) -> dict[str, Any]:
-    """Run, store, push, judge; returns the outputs (the verdict included), or raises
-    :class:`BenchmarkError` when the run cannot complete."""
+    """Run, store, push, judge; returns the outputs (the verdict included). A run that does not
+    complete (an error, its time budget, its session terminated, the database unreachable) is
+    recorded as a failed run (:func:`_failed`), not raised; only inputs this provider cannot
+    read raise (``check`` reports them first)."""
+    import psycopg
+
     from ms5_components.benchmark import runner
     from ms5_components.benchmark.plan import Thresholds, evaluate
+    from ms5_components.errors import BenchmarkRunError
     from ms5_components.verification.provider import RERUN_KEY
+    from ms5_components.verification.report import Report, warn
 
     if props.get("verificationStatus") == "fail":
         return _skipped(props)
     config = config_from_props(props)
     thresholds = Thresholds.from_input(props.get("thresholds") or {})
-    previous = runner.previous_run(config.dsn, config.stack)
-    result = runner.run(config)
-    runner.record(config.dsn, result, run_id=config.run_id)
+    gate = bool(props.get("gate"))
+    previous: dict[tuple[str, str], float] = {}
+    try:
+        previous = runner.previous_run(config.dsn, config.stack)
+        result = runner.run(config)
+    except BenchmarkRunError as failure:
+        return _failed(props, config, failure, gate=gate, previous=previous)
+    stored = ""
+    try:
+        runner.record(config.dsn, result, run_id=config.run_id)
+    except psycopg.Error as exc:
+        stored = f"not stored: {runner._scrub(str(exc), config.dsn)}"
     pushed = ""
     url = str(props.get("pushgatewayUrl") or "")
     if url:
@@ -188,7 +210,6 @@ def run_benchmark(props: Mapping[str, Any]) -> dict[str, Any]:
             pushed = url
         except OSError as exc:
             pushed = f"push failed: {exc}"
-    gate = bool(props.get("gate"))
     report = evaluate(
         result,
         thresholds,
@@ -196,8 +217,18 @@ def run_benchmark(props: Mapping[str, Any]) -> dict[str, Any]:
         max_regression_percent=float(props.get("maxRegressionPercent") or 0),
         gate_on_regression=bool(props.get("gateOnRegression")) and gate,
     )
-    from ms5_components.verification.report import Report
-
+    findings = list(report.findings)
+    if stored:
+        findings.append(
+            warn(
+                "run",
+                f"ms5-benchmark-{config.stack}",
+                f"measured, but the results were {stored}",
+                "check the database, then run the benchmark again (ms5:benchmarkRunId): the "
+                "next run compares with the last stored one",
+            )
+        )
+    report = Report.build(findings)
     shown = report if gate else Report.build(report.findings, warn_only=_all_checks(report))
     outs: dict[str, Any] = {k: props.get(k) for k in DIFF_KEYS}
     failed = shown.counts()["fail"]
@@ -213,6 +244,59 @@ def run_benchmark(props: Mapping[str, Any]) -> dict[str, Any]:
                 "runs it again"
                 if shown.status == "fail"
                 else ""
+            ),
+        }
+    )
+    return outs
+
+
+def _failed(
+    props: Mapping[str, Any],
+    config: BenchmarkConfig,
+    failure: BenchmarkRunError,
+    *,
+    gate: bool,
+    previous: Mapping[tuple[str, str], float],
+) -> dict[str, Any]:
+    """The outputs of a run that did not complete: its ``run`` finding on the resource (a
+    failure where the benchmark gates, else a warning), ``results.failed`` saying what
+    happened, and ``rerunReason`` so the next ``up`` runs it again. The failure is stored in
+    ``ms5_meta.benchmark_results`` when the database takes it; nothing is pushed (the
+    Pushgateway keeps the last completed run's metrics)."""
+    from datetime import UTC, datetime
+
+    from ms5_components.benchmark import runner
+    from ms5_components.benchmark.plan import failed_run_report
+    from ms5_components.verification.provider import RERUN_KEY
+
+    finished = datetime.now(UTC)
+    stored = runner.record_failure(
+        config.dsn, config.stack, failure, run_id=config.run_id, finished_at=finished
+    )
+    report = failed_run_report(config.stack, failure, gate=gate)
+    outs: dict[str, Any] = {k: props.get(k) for k in DIFF_KEYS}
+    outs.update(
+        {
+            "status": report.status,
+            "results": {
+                "failed": {
+                    "kind": failure.kind,
+                    "message": failure.message,
+                    "phase": failure.phase,
+                    "scratchDropped": failure.scratch_dropped,
+                    "scratchSchema": failure.scratch_schema,
+                    "stored": stored or "stored",
+                },
+                "finishedAt": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "leftoversDropped": list(failure.leftovers),
+                "seconds": round(failure.seconds, 3),
+            },
+            "findings": report.to_output(),
+            "previous": {f"{b}/{m}": v for (b, m), v in sorted(previous.items())},
+            "pushed": "",
+            RERUN_KEY: (
+                f"the last benchmark did not complete ({failure.kind} during {failure.phase}): "
+                "the next up runs it again"
             ),
         }
     )
@@ -289,9 +373,13 @@ class Benchmark(pulumi.dynamic.Resource, module="ms5", name="Benchmark"):
     """ok; warn (findings that do not gate on this stack); fail (a gated finding: the
     DeployGate fails the deploy); skipped (this deploy's verification is red)."""
     results: pulumi.Output[dict[str, Any]]
-    """ingest (rows/s, batch p50/p95/p99), queries (p50/p95/p99 ms each), compression."""
+    """ingest (rows/s, batch p50/p95/p99), queries (p50/p95/p99 ms each), compression,
+    leftoversDropped; for a run that did not complete, ``failed`` (kind ``error``/``timeout``/
+    ``killed``, phase, message, scratchSchema, scratchDropped, stored) instead of the
+    measurements."""
     findings: pulumi.Output[list[dict[str, str]]]
-    """Thresholds and regression verdicts."""
+    """Thresholds and regression verdicts; a run that did not complete has a ``run`` finding on
+    ``ms5-benchmark-<stack>``."""
     rerunReason: pulumi.Output[str]  # noqa: N815 - the output's name
     """Why the next ``up`` runs the benchmark again (failed where it gates, or skipped)."""
 

@@ -12,12 +12,15 @@ One run, under a session advisory lock (one benchmark per database at a time):
 4. on a Timescale-licensed server, builds an hourly continuous aggregate of the scratch table;
 5. runs each query ``warmup`` times untimed, then ``runs`` times timed;
 6. on a Timescale-licensed server, compresses every chunk and measures the size before/after;
-7. drops the scratch schema - always: on success, on failure and on timeout (``finally``), from a
-   fresh connection when the run's own session was killed.
+7. drops the scratch schema: on success, on an error and on timeout (``finally``), from a fresh
+   connection when the run's own session was terminated. Only a run whose process is killed
+   (or whose database is unreachable at the end) leaves it behind, for step 1 of the next run.
 
 A time budget bounds the whole run: a watchdog cancels the run's statements when it expires
-(``pg_cancel_backend`` of every session of the run), and the run fails with
-:class:`~ms5_components.errors.BenchmarkError` naming the phase.
+(``pg_cancel_backend`` of every session of the run). A run that does not complete raises
+:class:`~ms5_components.errors.BenchmarkRunError`: what happened (``error``, ``timeout``,
+``killed``), the phase, and whether its scratch schema is gone; the Benchmark resource records it
+as a failed run.
 
 The results are then stored in ``ms5_meta.benchmark_results`` (a hypertable the runner creates
 on first use) and pushed to the Pushgateway with the metric contract of
@@ -33,11 +36,13 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ms5_components.benchmark.plan import (
     CAGG_TEMPLATE,
     COPY_COLUMNS,
+    HIGH_VALUE,
     INGEST,
     QUERIES,
     SPAN,
@@ -50,7 +55,7 @@ from ms5_components.benchmark.plan import (
     Thresholds,
     encode_batches,
 )
-from ms5_components.errors import BenchmarkError
+from ms5_components.errors import BenchmarkError, BenchmarkRunError
 from ms5_components.settings import int_default_of
 
 if TYPE_CHECKING:
@@ -63,6 +68,8 @@ RESULTS_SCHEMA = "ms5_meta"
 RESULTS_TABLE = "benchmark_results"
 APPLICATION_PREFIX = "ms5-benchmark-"
 FULL_LICENSE = "timescale"
+CAGG_NAME = "machine_metrics_1h"
+"""The continuous aggregate of the scratch table (in the scratch schema)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,9 +135,8 @@ class _Budget:
 
     def error(self) -> BenchmarkError:
         return BenchmarkError(
-            f"the benchmark exceeded its time budget of {self.seconds:.0f} s during {self.phase} "
-            "(ms5:benchmarkTimeBudgetSeconds); it was stopped and its scratch schema dropped. "
-            "Lower ms5:benchmarkRows / ms5:benchmarkQueryRuns or raise the budget"
+            f"timed out after {self.seconds:.0f} s (ms5:benchmarkTimeBudgetSeconds) during "
+            f"{self.phase}"
         )
 
 
@@ -149,6 +155,13 @@ def _scrub(message: str, dsn: str) -> str:
     from ms5_components.migrations.runner import scrub
 
     return scrub(message, dsn)
+
+
+def _regclass(conn: psycopg.Connection[tuple[Any, ...]], schema: str, table: str) -> str:
+    """``schema.table`` quoted as SQL identifiers: the text a ``%s::regclass`` parameter takes."""
+    from psycopg import sql
+
+    return sql.Identifier(schema, table).as_string(conn)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -207,8 +220,13 @@ def drop_leftovers(dsn: str, *, connect_timeout_seconds: int = 10) -> list[str]:
 
 def _setup(conn: psycopg.Connection[tuple[Any, ...]], schema: str, stack: str) -> dict[str, Any]:
     """Create the scratch schema and hypertable; returns what the later phases need."""
-    from psycopg import sql
+    source = _source(conn)
+    _create_scratch(conn, schema, stack, source)
+    return source
 
+
+def _source(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, Any]:
+    """The source hypertable's chunk interval and compression settings, and the license."""
     src_schema, src_table = SOURCE_TABLE
     row = conn.execute(
         "SELECT d.time_interval, current_setting('timescaledb.license', true)"
@@ -217,16 +235,35 @@ def _setup(conn: psycopg.Connection[tuple[Any, ...]], schema: str, stack: str) -
         (src_schema, src_table),
     ).fetchone()
     if row is None:
-        raise BenchmarkError(
+        raise BenchmarkRunError(
             f"{src_schema}.{src_table} is not a hypertable here: the benchmark runs on the MS5.0 "
-            "schema. Run the migrations first (`pulumi up` creates the MigrationSet)"
+            "schema",
+            kind="error",
+            phase="setup",
+            next_step="run the migrations first (`pulumi up` creates the MigrationSet), then "
+            "`pulumi up` again",
         )
     interval, license_ = row
     segment = conn.execute(
         "SELECT segmentby, orderby FROM timescaledb_information.hypertable_compression_settings"
         " WHERE hypertable = %s::regclass",
-        (f"{src_schema}.{src_table}",),
+        (_regclass(conn, src_schema, src_table),),
     ).fetchone()
+    return {
+        "interval": interval,
+        "license": str(license_ or ""),
+        "segment_by": str(segment[0]) if segment and segment[0] else "machine_id, metric",
+        "order_by": str(segment[1]) if segment and segment[1] else "time DESC",
+    }
+
+
+def _create_scratch(
+    conn: psycopg.Connection[tuple[Any, ...]], schema: str, stack: str, source: Mapping[str, Any]
+) -> None:
+    """The scratch schema with its copy of the source hypertable."""
+    from psycopg import sql
+
+    src_schema, src_table = SOURCE_TABLE
     table = sql.Identifier(schema, src_table)
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     conn.execute(
@@ -242,13 +279,8 @@ def _setup(conn: psycopg.Connection[tuple[Any, ...]], schema: str, stack: str) -
     )
     conn.execute(
         "SELECT create_hypertable(%s::regclass, by_range('time', %s::interval))",
-        (f"{schema}.{src_table}", interval),
+        (_regclass(conn, schema, src_table), source["interval"]),
     )
-    return {
-        "license": str(license_ or ""),
-        "segment_by": str(segment[0]) if segment and segment[0] else "machine_id, metric",
-        "order_by": str(segment[1]) if segment and segment[1] else "time DESC",
-    }
 
 
 def _ingest(
@@ -316,15 +348,18 @@ def _ingest(
 def render_queries(
     conn: psycopg.Connection[tuple[Any, ...]], schema: str, shape: DataShape
 ) -> dict[str, str]:
-    """The exact SQL text of every query (identifiers and literals quoted by psycopg)."""
+    """The exact SQL text of every query, composed with ``psycopg.sql`` (identifiers and literals
+    quoted by psycopg). The resource times this text, and the bench times the same text with
+    psql: both call this function."""
     from psycopg import sql
 
     values = {
         "table": sql.Identifier(schema, SOURCE_TABLE[1]),
-        "cagg": sql.Identifier(schema, "machine_metrics_1h"),
+        "cagg": sql.Identifier(schema, CAGG_NAME),
         "machine": sql.Literal(shape.machine_ids()[min(7, shape.machines - 1)]),
         "start": sql.SQL("{}::timestamptz").format(sql.Literal((shape.end - SPAN).isoformat())),
         "end": sql.SQL("{}::timestamptz").format(sql.Literal(shape.end.isoformat())),
+        "high_value": sql.Literal(HIGH_VALUE),
     }
     out = {}
     for spec in QUERIES:
@@ -387,16 +422,15 @@ def _compress(
             " timescaledb.compress_orderby = {})"
         ).format(table, sql.Literal(setup["segment_by"]), sql.Literal(setup["order_by"]))
     )
+    regclass = _regclass(conn, schema, SOURCE_TABLE[1])
     chunks = conn.execute(
-        sql.SQL("SELECT compress_chunk(c) FROM show_chunks({}) c").format(
-            sql.Literal(f"{schema}.{SOURCE_TABLE[1]}")
-        )
+        "SELECT compress_chunk(c) FROM show_chunks(%s::regclass) c", (regclass,)
     ).fetchall()
     row = conn.execute(
         "SELECT coalesce(sum(before_compression_total_bytes), 0),"
         " coalesce(sum(after_compression_total_bytes), 0)"
         " FROM hypertable_compression_stats(%s::regclass)",
-        (f"{schema}.{SOURCE_TABLE[1]}",),
+        (regclass,),
     ).fetchone()
     assert row is not None
     return CompressionResult(before_bytes=int(row[0]), after_bytes=int(row[1]), chunks=len(chunks))
@@ -417,20 +451,47 @@ def _locked_session(
                 " AND (l.classid::bigint << 32 | l.objid::bigint) = %s",
                 (LOCK_KEY,),
             ).fetchone()
-            raise BenchmarkError(
-                f"another benchmark is running on this database ({holder[0] if holder else '?'});"
-                " wait for it to finish, then run `pulumi up` again"
+            raise BenchmarkRunError(
+                f"another benchmark is running on this database ({holder[0] if holder else '?'})",
+                kind="error",
+                phase="lock",
+                next_step="wait for it to finish, then run `pulumi up` again",
             )
         yield conn
     finally:
         conn.close()
 
 
+def analyze(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> None:
+    """``ANALYZE`` the scratch table (the planner's statistics for the timed queries)."""
+    from psycopg import sql
+
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, SOURCE_TABLE[1])))
+
+
+def create_cagg(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> None:
+    """Create the hourly continuous aggregate of the scratch table and materialize it (Timescale
+    license): what ``query_cagg`` reads."""
+    from psycopg import sql
+
+    conn.execute(
+        sql.SQL(CAGG_TEMPLATE).format(
+            cagg=sql.Identifier(schema, CAGG_NAME),
+            table=sql.Identifier(schema, SOURCE_TABLE[1]),
+        )
+    )
+    conn.execute(
+        "CALL refresh_continuous_aggregate(%s::regclass, NULL, NULL)",
+        (_regclass(conn, schema, CAGG_NAME),),
+    )
+
+
 def run(
     config: BenchmarkConfig, *, on_phase: Callable[[str, str], None] | None = None
 ) -> BenchmarkResult:
     """One benchmark run (see the module docstring). ``on_phase(phase, scratch_schema)`` is
-    called as each phase starts (tests use it to kill the run at a chosen point)."""
+    called as each phase starts (tests use it to kill the run at a chosen point). A run that
+    does not complete raises :class:`BenchmarkRunError`."""
     import psycopg
 
     token = secrets.token_hex(4)
@@ -440,6 +501,10 @@ def run(
     started = time.perf_counter()
     budget = _Budget(config.dsn, app, config.time_budget_seconds)
     budget.start()
+    leftovers: list[str] = []
+    created = False
+    dropped = False
+    session: list[psycopg.Connection[tuple[Any, ...]]] = []
 
     def phase(name: str) -> None:
         budget.check(name)
@@ -447,35 +512,29 @@ def run(
             on_phase(name, schema)
 
     try:
+        phase("connection")
         with _locked_session(config, app) as conn:
+            session.append(conn)
             try:
                 phase("cleanup of leftovers")
                 for leftover in scratch_schemas(conn):
                     drop_schema(conn, leftover)
+                    leftovers.append(leftover)
                 phase("setup")
-                setup = _setup(conn, schema, config.stack)
+                setup = _source(conn)
+                created = True
+                _create_scratch(conn, schema, config.stack, setup)
                 full = setup["license"] == FULL_LICENSE
                 batches = encode_batches(shape, config.batch_size)
                 phase("ingest")
                 ingest = _ingest(config, batches, schema, app, budget)
                 del batches
                 phase("analyze")
-                conn.execute(
-                    f"ANALYZE {psycopg.sql.Identifier(schema, SOURCE_TABLE[1]).as_string(conn)}"
-                )
+                analyze(conn, schema)
                 texts = render_queries(conn, schema, shape)
                 if full:
                     phase("continuous aggregate")
-                    conn.execute(
-                        psycopg.sql.SQL(CAGG_TEMPLATE).format(
-                            cagg=psycopg.sql.Identifier(schema, "machine_metrics_1h"),
-                            table=psycopg.sql.Identifier(schema, SOURCE_TABLE[1]),
-                        )
-                    )
-                    conn.execute(
-                        "CALL refresh_continuous_aggregate(%s::regclass, NULL, NULL)",
-                        (f"{schema}.machine_metrics_1h",),
-                    )
+                    create_cagg(conn, schema)
                 phase("queries")
                 queries = _time_queries(
                     conn, texts, full=full, license_=setup["license"], config=config, budget=budget
@@ -490,19 +549,17 @@ def run(
                     )
                 budget.check("cleanup")
             finally:
-                _cleanup(config, conn, schema)
-    except psycopg.errors.QueryCanceled as exc:
-        if budget.expired:
-            raise budget.error() from None
-        raise BenchmarkError(
-            f"benchmark statement cancelled: {_scrub(str(exc), config.dsn)}"
-        ) from None
-    except psycopg.Error as exc:
-        if budget.expired:
-            raise budget.error() from None
-        raise BenchmarkError(
-            f"the benchmark failed during {budget.phase}: {_scrub(str(exc), config.dsn)}; its "
-            "scratch schema was dropped (or is dropped by the next run). Run `pulumi up` again"
+                dropped = _cleanup(config, conn, schema) if created else True
+    except (BenchmarkError, psycopg.Error) as exc:
+        raise _failure(
+            exc,
+            config=config,
+            budget=budget,
+            session=session[0] if session else None,
+            scratch_schema=schema if created else "",
+            scratch_dropped=dropped,
+            seconds=time.perf_counter() - started,
+            leftovers=tuple(leftovers),
         ) from None
     finally:
         budget.stop()
@@ -514,27 +571,74 @@ def run(
         compression=compression,
         seconds=time.perf_counter() - started,
         scratch_schema=schema,
+        leftovers=tuple(leftovers),
+    )
+
+
+def _failure(
+    exc: BaseException,
+    *,
+    config: BenchmarkConfig,
+    budget: _Budget,
+    session: psycopg.Connection[tuple[Any, ...]] | None,
+    scratch_schema: str,
+    scratch_dropped: bool,
+    seconds: float,
+    leftovers: tuple[str, ...],
+) -> BenchmarkRunError:
+    """What became of a run that did not complete: timed out (its budget expired), killed (its
+    session was terminated, or the server shut down under it), or an error (the server's message,
+    scrubbed of the DSN)."""
+    import psycopg
+
+    kind, next_step = "error", ""
+    text = _scrub(str(exc), config.dsn)
+    if budget.expired:
+        kind = "timeout"
+        message = str(budget.error())
+    elif isinstance(exc, BenchmarkRunError):
+        message, next_step = exc.message, exc.next_step
+    elif isinstance(exc, psycopg.errors.AdminShutdown) or (session is not None and session.broken):
+        kind = "killed"
+        message = (
+            f"its database session was terminated during {budget.phase} (killed, or the server "
+            f"shut down): {text}"
+        )
+    elif isinstance(exc, psycopg.errors.QueryCanceled):
+        message = f"a statement was cancelled during {budget.phase}: {text}"
+    else:
+        message = f"failed during {budget.phase}: {text}"
+    return BenchmarkRunError(
+        message,
+        kind=kind,
+        phase=budget.phase,
+        scratch_schema=scratch_schema,
+        scratch_dropped=scratch_dropped,
+        seconds=seconds,
+        leftovers=leftovers,
+        next_step=next_step,
     )
 
 
 def _cleanup(
     config: BenchmarkConfig, conn: psycopg.Connection[tuple[Any, ...]], schema: str
-) -> None:
-    """Drop the scratch schema: on the run's session, or a fresh one if that one is gone. A
-    failure here is left to the next run (which drops every leftover)."""
+) -> bool:
+    """Drop the scratch schema: on the run's session, or a fresh one if that one is gone.
+    Returns whether it is gone; if not, the next run drops it (it drops every leftover)."""
     import psycopg
 
     try:
         if not conn.closed and not conn.broken:
             drop_schema(conn, schema)
-            return
+            return True
     except psycopg.Error:
         pass
     try:
         with _connect(config, "ms5-benchmark-cleanup") as fresh:
             drop_schema(fresh, schema)
+            return True
     except psycopg.Error:
-        pass
+        return False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -555,25 +659,39 @@ _RESULTS_DDL = (
 )
 
 
+FAILED = ("run", "failed")
+"""(benchmark, metric) of the row a run that did not complete stores (value 1)."""
+
+
 def previous_run(dsn: str, stack: str) -> dict[tuple[str, str], float]:
-    """The measurements of the stack's latest stored run (empty when none)."""
+    """The measurements of the stack's latest completed run (empty when none; a run that did
+    not complete measured nothing to compare with). An unreachable database raises
+    :class:`BenchmarkRunError` (the run cannot start)."""
     import psycopg
 
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-        exists = conn.execute("SELECT to_regclass('ms5_meta.benchmark_results')").fetchone()
-        if not exists or exists[0] is None:
-            return {}
-        rows = conn.execute(
-            "SELECT benchmark, metric, value FROM ms5_meta.benchmark_results"
-            " WHERE stack = %(stack)s AND time = (SELECT max(time)"
-            " FROM ms5_meta.benchmark_results WHERE stack = %(stack)s)",
-            {"stack": stack},
-        ).fetchall()
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            exists = conn.execute("SELECT to_regclass('ms5_meta.benchmark_results')").fetchone()
+            if not exists or exists[0] is None:
+                return {}
+            rows = conn.execute(
+                "SELECT benchmark, metric, value FROM ms5_meta.benchmark_results"
+                " WHERE stack = %(stack)s AND time = (SELECT max(time)"
+                " FROM ms5_meta.benchmark_results WHERE stack = %(stack)s"
+                " AND benchmark = %(ingest)s AND metric = 'rows_per_second')",
+                {"stack": stack, "ingest": INGEST},
+            ).fetchall()
+    except psycopg.Error as exc:
+        raise BenchmarkRunError(
+            f"failed reading the previous run: {_scrub(str(exc), dsn)}",
+            kind="error",
+            phase="reading the previous run",
+            scratch_dropped=True,
+        ) from None
     return {(str(b), str(m)): float(v) for b, m, v in rows}
 
 
-def record(dsn: str, result: BenchmarkResult, *, run_id: str) -> None:
-    """Store the run's measurements (one row each, one timestamp per run)."""
+def _store(dsn: str, rows: list[tuple[Any, ...]]) -> None:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
@@ -584,11 +702,36 @@ def record(dsn: str, result: BenchmarkResult, *, run_id: str) -> None:
                 "INSERT INTO ms5_meta.benchmark_results"
                 " (time, stack, run_id, benchmark, metric, value)"
                 " VALUES (%s, %s, %s, %s, %s, %s)",
-                [
-                    (result.finished_at, result.stack, run_id, b, m, v)
-                    for b, m, v in result.measurements()
-                ],
+                rows,
             )
+
+
+def record(dsn: str, result: BenchmarkResult, *, run_id: str) -> None:
+    """Store the run's measurements (one row each, one timestamp per run)."""
+    _store(
+        dsn,
+        [(result.finished_at, result.stack, run_id, b, m, v) for b, m, v in result.measurements()],
+    )
+
+
+def record_failure(
+    dsn: str, stack: str, failure: BenchmarkRunError, *, run_id: str, finished_at: datetime
+) -> str:
+    """Store that a run did not complete (``run/failed`` 1 and its ``run/seconds``); returns ""
+    when stored, else why not (scrubbed): a database that is down is no reason to raise."""
+    import psycopg
+
+    try:
+        _store(
+            dsn,
+            [
+                (finished_at, stack, run_id, *FAILED, 1.0),
+                (finished_at, stack, run_id, "run", "seconds", failure.seconds),
+            ],
+        )
+    except psycopg.Error as exc:
+        return f"not stored: {_scrub(str(exc), dsn)}"
+    return ""
 
 
 def metrics_text(result: BenchmarkResult, thresholds: Thresholds) -> str:
