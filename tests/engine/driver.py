@@ -8,7 +8,9 @@ the program registers it — so in dependency order, each one after the resource
 - ``RemoteImage``: the image is looked up locally (``findImage``); a pull is attempted only when it
   is missing (and fails here: no registry). State: ``imageId`` = the image ID, ``repoDigest`` =
   the image's only repo digest or "" (local stand-ins have none); the id is ``imageId + name``.
-  ``keep_locally`` keeps it on delete.
+  ``keep_locally`` keeps it on delete. A changed ``name`` (ForceNew) replaces it: the new image is
+  looked up first, then the old one is dropped from state and, being kept locally, left on the
+  engine.
 - ``Network`` / ``Volume``: created with name, driver and labels.
 - ``Container``: ``ContainerCreate`` with the provider's config/hostConfig mapping (memory MB ->
   bytes, ``memory_swap`` MB unless -1, ``shm_size`` MB, ``cpus`` -> NanoCPUs, capabilities
@@ -742,11 +744,22 @@ class EngineMocks(RehearsalMocks):
             self._result(urn, args, "update", outputs, [d.key for d in diffs])
             return id_, outputs
         if old is not None:
-            # Images, networks and volumes: inputs unchanged -> same; the scenarios change none.
+            # Images, networks and volumes: inputs unchanged -> same.
             if _norm(old.inputs) == inputs:
                 self.log.same.append(args.name)
                 self._result(urn, args, "same", old.outputs)
                 return old.id, old.outputs
+            if args.typ == REMOTE_IMAGE and old.outputs.get("keepLocally"):
+                id_, outputs = self.driver.remote_image(inputs)
+                self.state.resources[urn] = StateEntry(args.typ, id_, inputs, outputs)
+                self.log.replaced.append(args.name)
+                keys = sorted(
+                    k for k in set(inputs) | set(old.inputs) if inputs.get(k) != old.inputs.get(k)
+                )
+                self._result(urn, args, "update", outputs, keys)
+                return id_, outputs
+            # The scenarios change no network or volume, nor an image that is not kept locally
+            # (its replacement would remove the old image from the engine).
             raise EngineError(f"{urn}: the driver does not replace {args.typ} (inputs changed)")
         if args.typ == REMOTE_IMAGE:
             id_, outputs = self.driver.remote_image(inputs)

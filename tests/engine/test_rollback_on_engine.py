@@ -8,26 +8,30 @@ reference tables and are snapshotted exactly (per table: row count and md5 of th
 chunks per hypertable; columns).
 
 The bad deploy adds migration V0008, which deletes rows, adds a column and renames a hypertable
-the earlier migrations declare, and changes ``ms5:backupKeepCount`` (a setting of the Backup
-resource only: the database container stays). Its Backup takes the pre-change backup before the
-migration runs; the verification goes red and the deploy fails.
+the earlier migrations declare, changes ``ms5:backupKeepCount`` (a setting of the Backup resource
+only) and moves ``ms5:dbImage`` to another image (the same server rebuilt with one more label, so
+another image id: the database container is replaced, its volume kept). Its Backup takes the
+pre-change backup before the migration runs; the verification goes red and the deploy fails.
 
 Then ``ms5_components.rollback.main`` runs with :class:`PulumiCliStandIn` in place of the Pulumi
 CLI (the restore command runs for real, in the database container): a dry run prints the plan
 and changes nothing; the rollback refuses while V0008 is in the migrations directory the next
 ``pulumi up`` reads, and asks for a backup once it is moved aside; ``./ms5 restore``'s listing
 shows the pre-change backup; the rollback with ``--backup`` restores it, sets the setting back and
-runs ``pulumi up``: the data equals the snapshot, V0008's effects are gone, the verification is
-green with a new ``lastGood``, and a second rollback has nothing to do.
+runs ``pulumi up``: the database container is replaced again and runs the last good image, the
+data equals the snapshot, V0008's effects are gone, the verification is green with a new
+``lastGood``, and a second rollback has nothing to do.
 
 The tests run in file order and share the stack.
 """
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +64,9 @@ ALTER TABLE ms5.downtime_events RENAME TO machine_stops;
 """
 SETTING = "ms5:backupKeepCount"
 """The setting the bad deploy changes (7 -> 2) and the rollback sets back."""
+GOOD_IMAGE = "timescale/timescaledb:2.19.3-pg17"
+BAD_IMAGE = "timescale/timescaledb:2.19.3-pg17-rebuilt"
+"""The image the bad deploy moves ``ms5:dbImage`` to: :data:`GOOD_IMAGE` with one more label."""
 
 TABLES = (
     "machines",
@@ -118,6 +125,9 @@ class Scenario:
     aside: Path
     snapshot: dict[str, Any]
     db_container: str
+    api: ms5_dockerenv.DockerApi
+    images: dict[str, str]
+    """Image name -> image id, for :data:`GOOD_IMAGE` and :data:`BAD_IMAGE`."""
 
     @property
     def stack(self) -> str:
@@ -127,10 +137,39 @@ class Scenario:
     def dsn(self) -> str:
         return str(self.first.program.exports["dbDsn"])
 
+    def db_image_id(self) -> str:
+        """The image id the database container runs."""
+        container = self.rehearsal.container_id("timescaledb-container")
+        return str(self.api.request("GET", f"/containers/{container}/json")["Image"])
+
     def state_outputs(self, type_: str) -> dict[str, Any]:
         found = [e for e in self.rehearsal.state.resources.values() if e.type == type_]
         assert len(found) == 1, f"expected one {type_} in state"
         return found[0].outputs
+
+
+def build_bad_image(api: ms5_dockerenv.DockerApi) -> str:
+    """Build :data:`BAD_IMAGE` from :data:`GOOD_IMAGE` on the engine; returns its id."""
+    dockerfile = f"FROM {GOOD_IMAGE}\nLABEL ms5.test.rollback=rebuilt\n".encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    result = api.request(
+        "POST",
+        "/build",
+        query={"t": BAD_IMAGE, "rm": "1", "forcerm": "1", "pull": "0"},
+        raw=buf.getvalue(),
+        content_type="application/x-tar",
+        timeout=300,
+    )
+    lines = result if isinstance(result, list) else [result]
+    errors = [x for x in lines if isinstance(x, dict) and (x.get("error") or x.get("errorDetail"))]
+    assert not errors, f"building {BAD_IMAGE} failed: {errors}"
+    image = api.image(BAD_IMAGE)
+    assert image is not None, f"{BAD_IMAGE} is not on the engine after its build"
+    return str(image["Id"])
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +203,12 @@ def scenario(
             "ms5:benchmarkWarmupRuns": 1,
         }
     )
-    rehearsal = EngineRehearsal("staging", config, api=engine.api(), stack_name=name)
+    api = engine.api()
+    good = api.image(GOOD_IMAGE)
+    assert good is not None, f"the stand-in {GOOD_IMAGE} is not on the engine"
+    images = {GOOD_IMAGE: str(good["Id"]), BAD_IMAGE: build_bad_image(api)}
+    assert images[GOOD_IMAGE] != images[BAD_IMAGE]
+    rehearsal = EngineRehearsal("staging", config, api=api, stack_name=name)
     cli = PulumiCliStandIn(rehearsal, project_dir)
     try:
         first = rehearsal.up()
@@ -184,6 +228,8 @@ def scenario(
             aside=tmp_path_factory.mktemp("moved-aside"),
             snapshot=snapshot(dsn),
             db_container=rehearsal.container_id("timescaledb-container"),
+            api=api,
+            images=images,
         )
     finally:
         grafana.close()
@@ -270,6 +316,8 @@ def test_the_first_deploy_verifies_green_with_the_pre_change_data(scenario: Scen
     last_good = verification.outputs["lastGood"]
     assert last_good["schemaVersion"] == "7"
     assert last_good["settings"]["backupKeepCount"] == "7"
+    assert last_good["settings"]["dbImage"] == GOOD_IMAGE
+    assert scenario.db_image_id() == scenario.images[GOOD_IMAGE]
     assert BAD_MIGRATION not in last_good["migrationFiles"]
     tables = scenario.snapshot["tables"]
     assert tables["machine_metrics"][0] == 4 * 3 * 720
@@ -281,6 +329,7 @@ def test_the_first_deploy_verifies_green_with_the_pre_change_data(scenario: Scen
 def test_a_bad_migration_fails_the_deploy_on_its_verification(scenario: Scenario) -> None:
     (scenario.migrations / BAD_MIGRATION).write_text(BAD_SQL)
     scenario.rehearsal.config[SETTING] = 2  # `pulumi config set ms5:backupKeepCount 2`
+    scenario.rehearsal.config["ms5:dbImage"] = BAD_IMAGE
     scenario.cli.write_stack_file()
     with pytest.raises(RehearsalError) as info:
         scenario.rehearsal.up()
@@ -290,7 +339,11 @@ def test_a_bad_migration_fails_the_deploy_on_its_verification(scenario: Scenario
     # The pre-change backup was taken before the migration ran.
     backup = scenario.state_outputs(BACKUP)
     assert backup["lastResult"] == "published and verified"
-    assert backup["lastReasons"] == [f"migrations pending: {BAD_MIGRATION}"]
+    assert backup["lastReasons"] == [
+        f"migrations pending: {BAD_MIGRATION}",
+        f"database image changes ({GOOD_IMAGE} -> {BAD_IMAGE}): the container is replaced and "
+        "the extension upgraded",
+    ]
     assert backup["lastSummary"]["schemaVersion"] == "7"
     # The migration ran; the state records what the failed deploy left.
     assert scenario.state_outputs(MIGRATION_SET)["current_version"] == "8"
@@ -303,7 +356,9 @@ def test_a_bad_migration_fails_the_deploy_on_its_verification(scenario: Scenario
     # The Verification's record still describes the first deploy.
     last_good = scenario.state_outputs(VERIFICATION)["lastGood"]
     assert last_good == scenario.first.one(VERIFICATION).outputs["lastGood"]
-    assert scenario.rehearsal.container_id("timescaledb-container") == scenario.db_container
+    # The database container was replaced and runs the bad image, on the same volume.
+    assert scenario.rehearsal.container_id("timescaledb-container") != scenario.db_container
+    assert scenario.db_image_id() == scenario.images[BAD_IMAGE]
 
 
 def test_a_dry_run_prints_the_plan_and_changes_nothing(
@@ -318,6 +373,7 @@ def test_a_dry_run_prints_the_plan_and_changes_nothing(
     assert "restore the pre-change backup (choose one: ./ms5 restore" in out
     assert "the failed deploy migrated the schema from version 7 to 8" in out
     assert f"{SETTING}: 2 -> 7" in out
+    assert f"ms5:dbImage: {BAD_IMAGE} -> {GOOD_IMAGE}" in out
     assert f"! migration files the last good deploy did not run: {BAD_MIGRATION}" in out
     assert calls == reads(scenario)
     assert snapshot(scenario.dsn) == before
@@ -385,6 +441,7 @@ def test_the_rollback_restores_sets_the_setting_back_and_verifies_green(
         *reads(scenario),
         [*restore, scenario.stack, backup, "--force"],
         ["pulumi", "config", "set", "--stack", scenario.stack, SETTING, "7"],
+        ["pulumi", "config", "set", "--stack", scenario.stack, "ms5:dbImage", GOOD_IMAGE],
         ["pulumi", "config", "set", "--stack", scenario.stack, "ms5:verificationRunId", run_id],
         ["pulumi", "up", "--stack", scenario.stack, "--yes", "--skip-preview"],
     ]
@@ -397,9 +454,14 @@ def test_the_rollback_restores_sets_the_setting_back_and_verifies_green(
     assert f"{SETTING}: '7'" in scenario.cli.stack_file.read_text()
     up = scenario.cli.ups[-1]
     assert up.one(MIGRATION_SET).outputs["current_version"] == "7"
-    # The rollback's up takes no backup (the database is the pre-change backup's) and prunes none.
+    # The rollback's up backs the restored database up before its image changes back, and
+    # keeps the pre-change backup.
     assert up.one(BACKUP).outputs["keepCount"] == 7
-    assert up.one(BACKUP).outputs["lastResult"] == "no backup needed"
+    assert up.one(BACKUP).outputs["lastResult"] == "published and verified"
+    assert up.one(BACKUP).outputs["lastReasons"] == [
+        f"database image changes ({BAD_IMAGE} -> {GOOD_IMAGE}): the container is replaced and "
+        "the extension upgraded"
+    ]
     assert backup in up.one(BACKUP).outputs["backups"]
     verification = up.one(VERIFICATION)
     assert verification.op == "update"
@@ -411,8 +473,8 @@ def test_the_rollback_restores_sets_the_setting_back_and_verifies_green(
     assert last_good["migrationFiles"] == first_good["migrationFiles"]
     assert last_good["settings"] == {**first_good["settings"], "verificationRunId": run_id}
     assert scenario.state_outputs(VERIFICATION)["lastGood"] == last_good
-    # Neither the bad deploy nor the rollback replaced the database container.
-    assert scenario.rehearsal.container_id("timescaledb-container") == scenario.db_container
+    # The rollback's up replaced the database container again: it runs the last good image.
+    assert scenario.db_image_id() == scenario.images[GOOD_IMAGE]
 
 
 def test_a_second_rollback_has_nothing_to_do(
