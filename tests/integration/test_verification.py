@@ -32,12 +32,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import ms5_testenv
+from ms5_components.backups.plan import BackupAgeLimit
 from ms5_components.migrations import repository_migrations_dir
 from ms5_components.migrations.plan import load_directory
-from ms5_components.monitoring import dashboard, exporter_queries, metrics
+from ms5_components.monitoring import dashboard, exporter_queries, metrics, prometheus_config
 from ms5_components.monitoring.config import FileInputs, generate_files
 from ms5_components.monitoring.role import RoleProps, ensure_role
-from ms5_components.verification.checks import BackupInfo
+from ms5_components.verification.checks import BackupInfo, Containers
 from ms5_components.verification.expectations import derive
 from ms5_components.verification.report import Report
 from ms5_components.verification.runner import (
@@ -48,6 +49,7 @@ from ms5_components.verification.runner import (
     connect_read_only,
     verify,
 )
+from ms5_components.verification.wiring import SCRAPE_ERROR_METRIC
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +58,15 @@ GRAFANA_USER = "ms5admin"
 GRAFANA_PASSWORD = "grafana-stand-in-password-1"
 EXPECTATIONS = derive(load_directory(repository_migrations_dir()))
 PORTAL_BUG = 'cannot drop portal "" while it is being set up'
+CONTAINERS = Containers(
+    database="ms5-test-timescaledb",
+    exporter="ms5-test-postgres-exporter",
+    prometheus="ms5-test-prometheus",
+    pushgateway="ms5-test-pushgateway",
+    grafana="ms5-test-grafana",
+)
+"""Names for the next steps (the services here are processes, not containers)."""
+BACKUP_AGE = BackupAgeLimit(seconds=26 * 3600, rule="ms5:backupMaxAgeHours 26")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -199,12 +210,14 @@ def full_target(services: Services, grafana_url: str, **changes: Any) -> Verific
         dsn=services.admin_dsn,
         database=services.database,
         expectations=EXPECTATIONS,
+        containers=CONTAINERS,
+        backup_age=BACKUP_AGE,
         prometheus_url=services.prometheus.url,
         pushgateway_url=services.pushgateway_url,
         grafana=grafana_target(grafana_url),
         exporter_jobs=metrics.EXPORTER_JOBS,
+        scrape_error_jobs=prometheus_config.job_for_metric(SCRAPE_ERROR_METRIC, ()),
         backups=PushgatewayBackups(services.pushgateway_url),
-        backup_max_age_hours=26,
         # Every job the background scheduler runs fails on PostgreSQL 17.12 (FACTS.md): the
         # jobs check is reported, as a warning, on this test stack (it is fatal by default).
         warn_only=("jobs",),
@@ -283,6 +296,77 @@ def test_the_verification_only_reads(
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(reader)))
 
 
+@pytest.fixture
+def other_databases(pg_server: ms5_testenv.PostgresServer) -> Iterator[tuple[str, str]]:
+    """Two more databases on the server: one with timescaledb installed, one without."""
+    names = (f"ms5_other_ts_{uuid.uuid4().hex[:8]}", f"ms5_other_plain_{uuid.uuid4().hex[:8]}")
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(make_conninfo(pg_server.dsn, dbname=names[0]), autocommit=True) as c:
+            c.execute("CREATE EXTENSION timescaledb")
+        yield names
+    finally:
+        with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+            for name in names:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+
+def _extensions(dsn: str) -> list[tuple[str, str]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT extname, extversion FROM pg_extension ORDER BY 1").fetchall()
+    return [(str(a), str(b)) for a, b in rows]
+
+
+def test_the_extension_is_checked_in_every_database_that_has_it(
+    migrated: str, pg_server: ms5_testenv.PostgresServer, other_databases: tuple[str, str]
+) -> None:
+    """Every connectable database with timescaledb is reported by name at the server's default
+    version; a database without it is not held to it; the application database must have it."""
+    with_ts, plain = other_databases
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+        ).fetchone()
+    assert row is not None
+    default = str(row[0])
+    database = str(conninfo_to_dict(migrated)["dbname"])
+    before = {
+        name: _extensions(make_conninfo(pg_server.dsn, dbname=name)) for name in other_databases
+    }
+    target = VerificationTarget(
+        dsn=migrated,
+        database=database,
+        expectations=EXPECTATIONS,
+        containers=CONTAINERS,
+        backup_age=BACKUP_AGE,
+        checks=("extension",),
+    )
+    report = verify(target)
+    found = {(f.object, f.status, f.message) for f in report.by_check("extension")}
+    installed = f"installed at the default version {default}"
+    assert (f"database {database}: extension timescaledb", "ok", installed) in found
+    assert (f"database {with_ts}: extension timescaledb", "ok", installed) in found
+    assert not [f for f in report.findings if f.object.startswith(f"database {plain}:")]
+    # Read only: neither database changed.
+    after = {
+        name: _extensions(make_conninfo(pg_server.dsn, dbname=name)) for name in other_databases
+    }
+    assert after == before
+
+    # The application database itself must have it.
+    bare = verify(
+        dataclasses.replace(target, dsn=make_conninfo(migrated, dbname=plain), database=plain)
+    )
+    assert [f"{f.object}: {f.message}" for f in bare.failures()] == [
+        f"database {plain}: extension {ext}: not installed (a migration declares it)"
+        for ext in sorted(EXPECTATIONS.extensions)
+    ]
+
+
 # ------------------------------------------------------------------------------------------------
 # Faults
 # ------------------------------------------------------------------------------------------------
@@ -310,7 +394,15 @@ def test_a_missing_hypertable_turns_it_red(migrated: str) -> None:
         "DROP INDEX ms5.production_counts_product_time_idx",
     )
     database = str(conninfo_to_dict(migrated)["dbname"])
-    report = verify(VerificationTarget(dsn=migrated, database=database, expectations=EXPECTATIONS))
+    report = verify(
+        VerificationTarget(
+            dsn=migrated,
+            database=database,
+            expectations=EXPECTATIONS,
+            containers=CONTAINERS,
+            backup_age=BACKUP_AGE,
+        )
+    )
     assert report.status == "fail"
     [hypertable] = failing(report, "hypertables")
     assert hypertable == (
@@ -334,7 +426,12 @@ def test_a_changed_chunk_interval_is_reported(migrated: str) -> None:
     database = str(conninfo_to_dict(migrated)["dbname"])
     report = verify(
         VerificationTarget(
-            dsn=migrated, database=database, expectations=EXPECTATIONS, checks=("hypertables",)
+            dsn=migrated,
+            database=database,
+            expectations=EXPECTATIONS,
+            containers=CONTAINERS,
+            backup_age=BACKUP_AGE,
+            checks=("hypertables",),
         )
     )
     assert failing(report, "hypertables") == [
@@ -366,7 +463,12 @@ def test_a_failing_job_is_reported_with_the_servers_message(migrated: str) -> No
     job_id, message = _wait_for_failed_job(migrated)
     database = str(conninfo_to_dict(migrated)["dbname"])
     target = VerificationTarget(
-        dsn=migrated, database=database, expectations=EXPECTATIONS, checks=("jobs",)
+        dsn=migrated,
+        database=database,
+        expectations=EXPECTATIONS,
+        containers=CONTAINERS,
+        backup_age=BACKUP_AGE,
+        checks=("jobs",),
     )
     report = verify(target)
     assert report.status == "fail"
@@ -390,7 +492,12 @@ def test_a_failing_policy_job_names_its_hypertable(
     while time.monotonic() < deadline and not found:
         report = verify(
             VerificationTarget(
-                dsn=migrated, database=database, expectations=EXPECTATIONS, checks=("jobs",)
+                dsn=migrated,
+                database=database,
+                expectations=EXPECTATIONS,
+                containers=CONTAINERS,
+                backup_age=BACKUP_AGE,
+                checks=("jobs",),
             )
         )
         found = [
@@ -474,6 +581,8 @@ def test_grafana_check_against_a_stand_in_of_grafanas_http_api(grafana: GrafanaS
         dsn="",
         database="ms5",
         expectations=EXPECTATIONS,
+        containers=CONTAINERS,
+        backup_age=BACKUP_AGE,
         grafana=grafana_target(grafana.url),
         checks=("grafana", "dashboard"),
     )
@@ -518,8 +627,9 @@ def test_backup_age_from_the_backup_directory(tmp_path: Path) -> None:
         dsn="",
         database="ms5",
         expectations=EXPECTATIONS,
+        containers=CONTAINERS,
+        backup_age=BACKUP_AGE,
         backups=BackupDirectory(tmp_path),
-        backup_max_age_hours=26,
         checks=("backup",),
     )
     assert failing(verify(target), "backup") == [f"backup directory {tmp_path}: no verified backup"]

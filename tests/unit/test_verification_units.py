@@ -213,30 +213,42 @@ def test_prometheus_target_down_and_unhealthy_rule() -> None:
         ),
     )
     report = Report.build(
-        check_prometheus(HttpAnswer(url=url, status=200), targets, rules, url=url)
+        check_prometheus(
+            HttpAnswer(url=url, status=200), targets, rules, url=url, container="ms5-t-prometheus"
+        )
     )
     assert [f.line() for f in report.failures()] == [
-        "[FAIL] prometheus: rule g/R: err: bad -> next: fix the rule expression (promtool check "
-        "rules) and redeploy",
+        "[FAIL] prometheus: rule g/R: err: bad -> next: fix the expression of rule R in "
+        "ms5_components/monitoring/rules.py (promtool check rules on the generated file) and "
+        "redeploy",
         "[FAIL] prometheus: target timescaledb-core x:9187: down: connection refused -> next: "
-        "check that http://x:9187/metrics answers from the Prometheus container (is the "
-        "container running and healthy?)",
+        "check that http://x:9187/metrics answers from the Prometheus container "
+        "ms5-t-prometheus (is the target's container running and healthy?)",
     ]
     down = check_prometheus(
-        HttpAnswer(url=url, error="connection refused"), targets, rules, url=url
+        HttpAnswer(url=url, error="connection refused"),
+        targets,
+        rules,
+        url=url,
+        container="ms5-t-prometheus",
     )
     assert [f.status for f in down] == ["fail"]
+    assert "`docker logs ms5-t-prometheus`" in down[0].next_step
 
 
 def test_backup_checks() -> None:
     now = 1_000_000.0
-    assert check_backup(None, now=now, max_age_hours=26, source="-")[0].status == "warn"
-    assert check_backup([], now=now, max_age_hours=26, source="s")[0].status == "fail"
+    limit = {"max_age_seconds": 26 * 3600, "limit_rule": "the rule"}
+    assert check_backup(None, now=now, source="-", **limit)[0].status == "warn"
+    assert check_backup([], now=now, source="s", **limit)[0].status == "fail"
     fresh = [BackupInfo(name="b1", finished_epoch=int(now - 3600), verified=True)]
-    assert [f.status for f in check_backup(fresh, now=now, max_age_hours=26, source="s")] == ["ok"]
+    assert [f.status for f in check_backup(fresh, now=now, source="s", **limit)] == ["ok"]
     stale = [BackupInfo(name="b0", finished_epoch=int(now - 27 * 3600), verified=True)]
-    [finding] = check_backup(stale, now=now, max_age_hours=26, source="s")
-    assert finding.status == "fail" and "27.0 h old (limit 26 h" in finding.message
+    [finding] = check_backup(
+        stale, now=now, source="s", scheduler="ms5-t-backup-scheduler", **limit
+    )
+    assert finding.status == "fail" and "27.0 h old (limit 26 h: the rule)" in finding.message
+    assert "`docker logs ms5-t-backup-scheduler`" in finding.next_step
 
 
 def test_warn_only_downgrades_failures_of_those_checks() -> None:

@@ -911,7 +911,8 @@ SPECS: tuple[Spec, ...] = (
         parse=_integer(1, 8760),
         group="monitoring",
         description="Alert (warning) when the last verified backup is older than this; twice "
-        "this is critical.",
+        "this is critical. Also the verification's backup age limit on a stack without the backup "
+        "scheduler (with it, the limit is one backupSchedule period plus backupTimeoutSeconds).",
     ),
     Spec(
         key="restoreDrillMaxAgeHours",

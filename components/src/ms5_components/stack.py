@@ -17,6 +17,7 @@ from ms5_components.backups.wiring import (
     build_backup,
     build_drill,
     build_scheduler,
+    scheduler_container_name,
     scheduler_pushgateway_url,
 )
 from ms5_components.database.timescaledb import (
@@ -219,6 +220,22 @@ def build_stack(settings: Settings) -> Stack:
     return stack
 
 
+def _container_names(stack: Stack) -> dict[str, pulumi.Input[str]]:
+    """The stack's container names by role, read from the containers themselves."""
+    names: dict[str, pulumi.Input[str]] = {"database": stack.database.container_name}
+    monitoring = stack.monitoring
+    if monitoring is not None:
+        names["exporter"] = monitoring.exporter.container_name
+        names["prometheus"] = monitoring.prometheus.container.name
+        names["pushgateway"] = monitoring.prometheus.pushgateway.name
+        names["grafana"] = monitoring.grafana.container.name
+    if stack.backup_scheduler is not None:
+        # The name as text, not the container's output: the Verification does not wait for the
+        # scheduler (only the DeployGate does).
+        names["backupScheduler"] = scheduler_container_name(stack.settings)
+    return names
+
+
 def build_checks_section(stack: Stack, migrations: MigrationSet) -> None:
     """The Verification and Benchmark resources and their outputs."""
     from ms5_components.verification.expectations import derive
@@ -248,6 +265,8 @@ def build_checks_section(stack: Stack, migrations: MigrationSet) -> None:
         pushgateway_url=monitoring.prometheus.pushgateway_url if monitoring else None,
         grafana_url=monitoring.grafana.url if monitoring else None,
         grafana_password=monitoring.grafana_admin_password if monitoring else None,
+        containers=_container_names(stack),
+        monitoring_files=monitoring.files.deployed() if monitoring else {},
         after=after,
         # The resources the Verification does not wait for: the gate comes after everything.
         gate_after=[r for r in (stack.backup_scheduler,) if r is not None],

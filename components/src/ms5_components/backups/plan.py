@@ -177,3 +177,53 @@ def _mapping(value: object) -> dict[str, Any]:
 
 def describe_plan(plan: RetentionPlan) -> Sequence[str]:
     return [f"prune {n}" for n in plan.prune] + [f"sweep {n}" for n in plan.sweep]
+
+
+def schedule_period_seconds(schedule: str) -> int:
+    """The time between two scheduled backups of ``ms5:backupSchedule``, as the scheduler's
+    loop waits it: ``HH:MM`` is daily (86400 s); ``every <N>m`` / ``every <N>h`` is N minutes
+    / hours after the previous cycle ended. Raises ValueError for any other text."""
+    import re
+
+    if re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", schedule):
+        return 86_400
+    match = re.fullmatch(r"every ([1-9][0-9]*)(m|h)", schedule)
+    if match is None:
+        raise ValueError(
+            f"backup schedule {schedule!r}: expected HH:MM (daily, UTC) or every <N>m / every <N>h"
+        )
+    return int(match[1]) * (60 if match[2] == "m" else 3600)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupAgeLimit:
+    """How old the newest verified backup may be before the verification fails."""
+
+    seconds: int
+    rule: str
+    """Where the limit comes from, for the report (names the settings)."""
+
+
+def backup_age_limit(
+    *, scheduled: bool, schedule: str, timeout_seconds: int, max_age_hours: int
+) -> BackupAgeLimit:
+    """The age the schedule allows. With the backup scheduler running (``scheduled``): one
+    schedule period plus ``ms5:backupTimeoutSeconds``, because a backup that starts on time and
+    takes its whole time budget publishes that late and no later (each backup's age is measured
+    from when it was published). Without the scheduler, backups come only from deploys, so no
+    schedule bounds them and ``ms5:backupMaxAgeHours`` (the backup alert's threshold) does."""
+    if not scheduled:
+        return BackupAgeLimit(
+            seconds=max_age_hours * 3600,
+            rule=f"ms5:backupMaxAgeHours {max_age_hours} (no backup scheduler on this stack)",
+        )
+    period = schedule_period_seconds(schedule)
+    return BackupAgeLimit(
+        seconds=period + timeout_seconds,
+        rule=f"ms5:backupSchedule {schedule!r} ({_hours(period)} h) + ms5:backupTimeoutSeconds "
+        f"{timeout_seconds} ({_hours(timeout_seconds)} h)",
+    )
+
+
+def _hours(seconds: int) -> str:
+    return f"{seconds / 3600:g}"

@@ -148,6 +148,11 @@ class SchedulerInputs:
     after: Sequence[pulumi.Resource]
 
 
+def scheduler_container_name(settings: Settings) -> str:
+    """The backup scheduler's container name (also its host name)."""
+    return f"{settings.prefix()}-backup-scheduler"
+
+
 def build_scheduler(
     settings: Settings, inputs: SchedulerInputs, opts: pulumi.ResourceOptions
 ) -> docker.Container:
@@ -158,7 +163,7 @@ def build_scheduler(
     from ms5_components.docker_common import DAEMON_MERGED, go_duration
 
     cfg = settings.backups
-    name = f"{settings.prefix()}-backup-scheduler"
+    name = scheduler_container_name(settings)
     envs = {
         "MS5_BACKUP_DIR": inputs.backup_dir,
         "MS5_DATABASE": settings.database.name,

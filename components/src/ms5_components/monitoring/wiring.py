@@ -29,6 +29,7 @@ from ms5_components.monitoring.config import (
     EXPORTER_ROLE,
     GRAFANA_ROLE,
     FileInputs,
+    GeneratedFiles,
     MonitoringSettings,
     generate_files,
 )
@@ -48,6 +49,8 @@ class Monitoring:
     grafana: Grafana
     grafana_admin_password: pulumi.Output[str]
     """Secret; exported so an operator can log in (``pulumi stack output --show-secrets``)."""
+    files: GeneratedFiles
+    """The generated files the containers received (the verification re-runs when one changes)."""
 
 
 def _password(
@@ -192,4 +195,5 @@ def build_monitoring(
         prometheus=prometheus,
         grafana=grafana,
         grafana_admin_password=admin_password,
+        files=files,
     )

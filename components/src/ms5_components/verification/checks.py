@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ms5_components.verification.expectations import Expectations
-from ms5_components.verification.report import Finding, fail, not_applicable, ok, warn
+from ms5_components.verification.report import (
+    DATABASE_UNREADABLE,
+    Finding,
+    fail,
+    not_applicable,
+    ok,
+    warn,
+)
 
 FULL_LICENSE = "timescale"
 SCHEMA_HISTORY = "ms5_meta.schema_history"
@@ -22,6 +29,37 @@ SCHEMA_HISTORY = "ms5_meta.schema_history"
 # --------------------------------------------------------------------------------------------------
 # Observed facts
 # --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Containers:
+    """The stack's Docker container names, as the stack created them (next steps name them)."""
+
+    database: str
+    exporter: str = ""
+    prometheus: str = ""
+    pushgateway: str = ""
+    grafana: str = ""
+    backup_scheduler: str = ""
+    """Empty when the stack runs no backup scheduler."""
+
+
+def logs(container: str) -> str:
+    """The command that shows a container's log."""
+    return f"`docker logs {container}`"
+
+
+def unreadable_database(database: str, error: str, *, container: str) -> Finding:
+    """A database the verification could not read (never warn only: nothing in it was checked).
+    ``error`` must already be scrubbed of secrets."""
+    return fail(
+        DATABASE_UNREADABLE,
+        f"database {database}",
+        f"could not be read, so nothing in it was verified: {error}",
+        f"check that the database container {container} is running and healthy (`docker ps "
+        f"--filter name={container}`, {logs(container)}) and accepts connections from the "
+        "deploying host, then `pulumi up` again",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,21 +159,19 @@ class BackupInfo:
 
 
 def check_extensions(
-    databases: Sequence[DatabaseExtensions], *, app_database: str, required: Sequence[str]
+    databases: Sequence[DatabaseExtensions],
+    *,
+    app_database: str,
+    required: Sequence[str],
+    container: str,
 ) -> list[Finding]:
-    """The application database has every required extension; every database that has an
-    extension has it at the server's default version."""
+    """The application database has every required extension; every other database that has
+    one of them installed has it too, each at the server's default version
+    (``pg_available_extensions.default_version``). Every finding names its database."""
     out: list[Finding] = []
     for db in databases:
         if db.error:
-            out.append(
-                fail(
-                    "extension",
-                    f"database {db.database}",
-                    f"could not be read: {db.error}",
-                    "check that the database accepts connections from the deploying host",
-                )
-            )
+            out.append(unreadable_database(db.database, db.error, container=container))
             continue
         wanted = set(required) if db.database == app_database else set()
         for ext in sorted(wanted | set(db.installed)):
@@ -152,7 +188,18 @@ def check_extensions(
                         f"in {db.database}",
                     )
                 )
-            elif default is not None and installed != default:
+            elif default is None:
+                out.append(
+                    fail(
+                        "extension",
+                        where,
+                        f"installed {installed}, but the server offers no version of it "
+                        "(pg_available_extensions): the image lacks the extension",
+                        f"deploy an image that ships {ext} (ms5:dbImage), or DROP EXTENSION {ext} "
+                        f"in {db.database} if nothing uses it",
+                    )
+                )
+            elif installed != default:
                 out.append(
                     fail(
                         "extension",
@@ -447,8 +494,14 @@ def _target_name(target: Mapping[str, Any]) -> str:
     return f"target {labels.get('job', '?')} {labels.get('instance', target.get('scrapeUrl', '?'))}"
 
 
+def _prometheus_config(container: str) -> str:
+    from ms5_components.monitoring.config import PROMETHEUS_CONFIG_PATH
+
+    return f"`docker exec {container} cat {PROMETHEUS_CONFIG_PATH}`"
+
+
 def check_prometheus(
-    ready: HttpAnswer, targets: HttpAnswer, rules: HttpAnswer, *, url: str
+    ready: HttpAnswer, targets: HttpAnswer, rules: HttpAnswer, *, url: str, container: str
 ) -> list[Finding]:
     """Prometheus ready, every target up, every rule healthy."""
     if not ready.ok:
@@ -457,12 +510,21 @@ def check_prometheus(
                 "prometheus",
                 url,
                 f"not ready: {ready.problem()}",
-                "check the Prometheus container (docker logs <stack>-prometheus)",
+                f"see {logs(container)}: Prometheus is ready once it has loaded its data and a "
+                f"valid configuration ({_prometheus_config(container)})",
             )
         ]
     out = [ok("prometheus", url, "ready")]
     if not targets.ok:
-        out.append(fail("prometheus", f"{url} targets", targets.problem(), "check Prometheus"))
+        out.append(
+            fail(
+                "prometheus",
+                f"{url} targets",
+                targets.problem(),
+                f"Prometheus is ready but {url}/api/v1/targets did not answer: see "
+                f"{logs(container)}",
+            )
+        )
     else:
         active = _targets(targets)
         if not active:
@@ -471,7 +533,9 @@ def check_prometheus(
                     "prometheus",
                     f"{url} targets",
                     "no active scrape target",
-                    "check the generated prometheus.yml (scrape_configs)",
+                    f"the loaded prometheus.yml has no scrape_configs: compare "
+                    f"{_prometheus_config(container)} with the generated one (tools/gen_monitoring.py) "
+                    f"and see {logs(container)}",
                 )
             )
         for target in active:
@@ -496,11 +560,19 @@ def check_prometheus(
                         f"{target.get('health', 'unknown')}: "
                         f"{target.get('lastError') or 'not scraped yet'}",
                         f"check that {target.get('scrapeUrl', 'the target')} answers from the "
-                        "Prometheus container (is the container running and healthy?)",
+                        f"Prometheus container {container} (is the target's container running and "
+                        "healthy?)",
                     )
                 )
     if not rules.ok:
-        out.append(fail("prometheus", f"{url} rules", rules.problem(), "check Prometheus"))
+        out.append(
+            fail(
+                "prometheus",
+                f"{url} rules",
+                rules.problem(),
+                f"Prometheus is ready but {url}/api/v1/rules did not answer: see {logs(container)}",
+            )
+        )
         return out
     data = rules.json()
     groups = ((data or {}).get("data") or {}).get("groups") or [] if isinstance(data, dict) else []
@@ -515,7 +587,8 @@ def check_prometheus(
                         "prometheus",
                         f"rule {group.get('name')}/{rule.get('name')}",
                         f"{health}: {rule.get('lastError') or ''}".strip(),
-                        "fix the rule expression (promtool check rules) and redeploy",
+                        f"fix the expression of rule {rule.get('name')} in ms5_components/monitoring/rules.py "
+                        "(promtool check rules on the generated file) and redeploy",
                     )
                 )
     if count == 0:
@@ -524,7 +597,8 @@ def check_prometheus(
                 "prometheus",
                 f"{url} rules",
                 "no rule loaded",
-                "check that the rule file is mounted and named in prometheus.yml (rule_files)",
+                f"check rule_files in {_prometheus_config(container)} and that the rule file it "
+                f"names is in the container; see {logs(container)}",
             )
         )
     else:
@@ -553,14 +627,19 @@ def check_exporter(
     scrape_error: HttpAnswer,
     *,
     exporter_jobs: Sequence[str],
+    scrape_error_jobs: Sequence[str],
+    containers: Containers,
+    prometheus_url: str,
 ) -> list[Finding]:
     """postgres_exporter up (as Prometheus sees it: every exporter job's target up) and
-    connected to the database with no scrape errors (``pg_up`` 1,
-    ``pg_exporter_last_scrape_error`` 0)."""
+    connected to the database with no scrape errors (``pg_up`` 1, and a
+    ``pg_exporter_last_scrape_error`` sample of 0 from each of ``scrape_error_jobs``, the jobs
+    that keep that metric, whose target is up)."""
     out: list[Finding] = []
+    exporter, prometheus = containers.exporter, containers.prometheus
     next_step = (
-        "check the exporter container (docker logs <stack>-postgres-exporter) and its role's "
-        "password (MonitoringRole)"
+        f"see {logs(exporter)}: a refused login means the exporter role's password "
+        "(MonitoringRole) differs from the database's; a failing query names itself there"
     )
     if not targets.ok:
         return [fail("exporter", "postgres_exporter", targets.problem(), next_step)]
@@ -577,7 +656,8 @@ def check_exporter(
                     "exporter",
                     f"job {job}",
                     "no scrape target for this job in Prometheus",
-                    "check prometheus.yml",
+                    f"check the scrape_configs entry of job {job} in "
+                    f"{_prometheus_config(prometheus)} and {prometheus_url}/targets",
                 )
             )
         elif target.get("health") == "unknown":
@@ -599,7 +679,6 @@ def check_exporter(
                 )
             )
     up = _vector(pg_up)
-    errors = _vector(scrape_error)
     if not pg_up.ok or not up:
         out.append(
             fail(
@@ -615,16 +694,14 @@ def check_exporter(
         out.append(
             fail("exporter", "pg_up", "the exporter cannot connect to the database", next_step)
         )
-    if errors and any(v != 0 for _, v in errors):
-        out.append(
-            fail(
-                "exporter",
-                "pg_exporter_last_scrape_error",
-                "the last scrape had errors (a query failed)",
-                "see the exporter log for the failing query; check the queries file against the "
-                "TimescaleDB version",
-            )
+    out.extend(
+        _scrape_errors(
+            scrape_error,
+            scraped=[j for j in scrape_error_jobs if (by_job.get(j) or {}).get("health") == "up"],
+            exporter=exporter,
+            prometheus_url=prometheus_url,
         )
+    )
     if not any(f.status == "fail" for f in out):
         up_jobs = sum(1 for t in by_job.values() if t.get("health") == "up")
         out.append(
@@ -637,7 +714,54 @@ def check_exporter(
     return out
 
 
-def check_pushgateway(ready: HttpAnswer, *, url: str) -> list[Finding]:
+def _scrape_errors(
+    answer: HttpAnswer, *, scraped: Sequence[str], exporter: str, prometheus_url: str
+) -> list[Finding]:
+    """``pg_exporter_last_scrape_error`` of every exporter job whose target is up: a missing
+    sample fails like an error (the exporter's health is then unknown), named by its job. Jobs
+    whose target is missing or not scraped yet are reported by the target check instead."""
+    metric = "pg_exporter_last_scrape_error"
+    if not answer.ok:
+        return [
+            fail(
+                "exporter",
+                metric,
+                answer.problem(),
+                f"Prometheus did not answer the query: see {logs(exporter)} and "
+                f"{prometheus_url}/targets",
+            )
+        ]
+    by_job: dict[str, list[float]] = {}
+    for labels, value in _vector(answer):
+        by_job.setdefault(str(labels.get("job", "")), []).append(value)
+    out: list[Finding] = []
+    for job in scraped:
+        values = by_job.get(job)
+        if not values:
+            out.append(
+                fail(
+                    "exporter",
+                    f"{metric} (job {job})",
+                    f"no {metric} sample of job {job} in Prometheus although its target is up: "
+                    "whether the exporter's queries succeed is unknown",
+                    f"open {prometheus_url}/targets: the target of job {job} must be "
+                    f"postgres_exporter (its /metrics has {metric}); see {logs(exporter)}",
+                )
+            )
+        elif any(v != 0 for v in values):
+            out.append(
+                fail(
+                    "exporter",
+                    f"{metric} (job {job})",
+                    "the last scrape had errors (a query failed)",
+                    f"see {logs(exporter)} for the failing query; check the queries file against "
+                    "the TimescaleDB version",
+                )
+            )
+    return out
+
+
+def check_pushgateway(ready: HttpAnswer, *, url: str, container: str) -> list[Finding]:
     if ready.ok:
         return [ok("pushgateway", url, "ready")]
     return [
@@ -645,7 +769,7 @@ def check_pushgateway(ready: HttpAnswer, *, url: str) -> list[Finding]:
             "pushgateway",
             url,
             ready.problem(),
-            "check the Pushgateway container (docker logs <stack>-pushgateway)",
+            f"check the Pushgateway container {container}: {logs(container)}",
         )
     ]
 
@@ -658,6 +782,7 @@ def check_grafana(
     uid: str,
     title: str,
     panels: Sequence[str],
+    container: str,
 ) -> list[Finding]:
     """Grafana's /api/health says its database is ok; the dashboard ``uid`` is provisioned with
     its title and every expected panel."""
@@ -669,7 +794,7 @@ def check_grafana(
                 "grafana",
                 url,
                 health.problem() if not health.ok else "/api/health did not answer JSON",
-                "check the Grafana container (docker logs <stack>-grafana)",
+                f"check the Grafana container {container}: {logs(container)}",
             )
         )
     elif body.get("database") != "ok":
@@ -678,7 +803,8 @@ def check_grafana(
                 "grafana",
                 url,
                 f"/api/health reports database {body.get('database')!r}",
-                "check Grafana's data volume and log",
+                f"see {logs(container)}: Grafana keeps its database on its data volume "
+                "(full disk, wrong owner)",
             )
         )
     else:
@@ -690,8 +816,8 @@ def check_grafana(
                 "dashboard",
                 obj,
                 "not provisioned (404)",
-                "check the dashboard provider file and the mounted dashboard JSON in the Grafana "
-                "container",
+                f"see {logs(container)} for the dashboard provisioning error (the provider file "
+                "and the dashboard JSON are uploaded into the container)",
             )
         )
         return out
@@ -708,7 +834,15 @@ def check_grafana(
         return out
     doc = dashboard.json() if dashboard.ok else None
     if not isinstance(doc, Mapping) or not isinstance(doc.get("dashboard"), Mapping):
-        out.append(fail("dashboard", obj, dashboard.problem(), "check Grafana"))
+        out.append(
+            fail(
+                "dashboard",
+                obj,
+                dashboard.problem(),
+                f"{url}/api/dashboards/uid/{uid} must answer the dashboard's JSON: see "
+                f"{logs(container)}",
+            )
+        )
         return out
     board = doc["dashboard"]
     found_panels: set[str] = set()
@@ -744,18 +878,28 @@ def check_backup(
     backups: Sequence[BackupInfo] | None,
     *,
     now: float,
-    max_age_hours: int,
+    max_age_seconds: int,
+    limit_rule: str,
     source: str,
+    scheduler: str = "",
     error: str = "",
 ) -> list[Finding]:
-    """The newest verified backup exists and is not older than the schedule allows."""
+    """The newest verified backup exists and is not older than the schedule allows
+    (``max_age_seconds``, derived by :func:`ms5_components.backups.plan.backup_age_limit`, whose
+    rule ``limit_rule`` describes). ``scheduler`` is the backup scheduler's container ('' when
+    the stack runs none)."""
+    where = (
+        f"see the backup scheduler's log ({logs(scheduler)})"
+        if scheduler
+        else "see the log of the last deploy's Backup resource (`pulumi up` takes one)"
+    )
     if error:
         return [
             fail(
                 "backup",
                 source,
                 f"backups could not be listed: {error}",
-                "check the backup volume / Pushgateway",
+                f"check that {source} answers from the deploying host",
             )
         ]
     if backups is None:
@@ -775,7 +919,7 @@ def check_backup(
                 source,
                 "no verified backup",
                 "take a backup now (the Backup resource runs on `pulumi up`; or the backup "
-                "scheduler) and check its log",
+                f"scheduler); {where}",
             )
         ]
     newest = verified[-1]
@@ -790,19 +934,26 @@ def check_backup(
                 "backup",
                 newer_unverified[-1].name,
                 "newer than the newest verified backup but not verified",
-                "check the backup log: its verification failed",
+                f"its verification failed: {where}",
             )
         )
-    if age_hours > max_age_hours:
+    limit_hours = max_age_seconds / 3600
+    if now - newest.finished_epoch > max_age_seconds:
         out.append(
             fail(
                 "backup",
                 newest.name,
-                f"newest verified backup is {age_hours:.1f} h old (limit {max_age_hours} h, "
-                "ms5:backupMaxAgeHours)",
-                "check the backup scheduler container and its log; take a backup now",
+                f"newest verified backup is {age_hours:.1f} h old (limit {limit_hours:g} h: "
+                f"{limit_rule})",
+                f"{where}; take a backup now",
             )
         )
     else:
-        out.append(ok("backup", newest.name, f"newest verified backup, {age_hours:.1f} h old"))
+        out.append(
+            ok(
+                "backup",
+                newest.name,
+                f"newest verified backup, {age_hours:.1f} h old (limit {limit_hours:g} h)",
+            )
+        )
     return out

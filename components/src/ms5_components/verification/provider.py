@@ -3,8 +3,10 @@
 Created at the end of every deploy (it depends on every other resource of the stack) and run again
 whenever anything it checks changes: its inputs carry the expectations derived from the migration
 files, the schema version and migration checksums the MigrationSet recorded, the database image,
-a hash of the stack's settings and ``ms5:verificationRunId`` (change it to run the checks on
-demand). A no-op ``pulumi up`` has identical inputs and runs nothing.
+a hash of the stack's settings, the sha256 of every generated monitoring file (prometheus.yml, the
+alert rules, the exporter's configuration and queries, Grafana's provisioning and the dashboard
+JSON), the dashboard's title and panels, and ``ms5:verificationRunId`` (change it to run the
+checks on demand). A no-op ``pulumi up`` has identical inputs and runs nothing.
 
 Operations:
 
@@ -44,10 +46,11 @@ from pulumi.dynamic import (
 )
 
 if TYPE_CHECKING:
+    from ms5_components.backups.plan import BackupAgeLimit
     from ms5_components.settings import Settings
     from ms5_components.verification.report import Report
 
-PROVIDER_VERSION = "1"
+PROVIDER_VERSION = "2"
 TYPE_TOKEN = "pulumi-python:dynamic/ms5:Verification"  # noqa: S105 - a type token
 
 DIFF_KEYS = (
@@ -64,9 +67,14 @@ DIFF_KEYS = (
     "pushgatewayUrl",
     "grafanaUrl",
     "dashboardUid",
+    "dashboardTitle",
+    "dashboardPanels",
+    "monitoringFiles",
     "exporterJobs",
+    "scrapeErrorJobs",
     "backupSource",
-    "backupMaxAgeHours",
+    "backupMaxAgeSeconds",
+    "backupAgeRule",
     "warnOnly",
     "providerVersion",
 )
@@ -132,8 +140,10 @@ class VerificationProvider(ResourceProvider):
                             f"unknown check {item!r}; expected one of {', '.join(CHECKS)}",
                         )
                     )
-        source = news.get("backupSource") or "none"
-        if not _is_unknown(source) and not (
+        source = news.get("backupSource")
+        if not _is_unknown(source) and not isinstance(source, str):
+            failures.append(CheckFailure("backupSource", f"expected {_BACKUP_SOURCE_HELP}"))
+        elif not _is_unknown(source) and not (
             source in ("none", "pushgateway") or str(source).startswith("dir:")
         ):
             failures.append(
@@ -179,6 +189,8 @@ def changed_keys(
 
 def target_from_props(props: Mapping[str, Any]) -> Any:
     """The :class:`~ms5_components.verification.runner.VerificationTarget` of the inputs."""
+    from ms5_components.backups.plan import BackupAgeLimit
+    from ms5_components.verification.checks import Containers
     from ms5_components.verification.expectations import Expectations
     from ms5_components.verification.runner import (
         GrafanaTarget,
@@ -202,21 +214,31 @@ def target_from_props(props: Mapping[str, Any]) -> Any:
             panels=tuple(str(p) for p in props.get("dashboardPanels") or ()),
         )
     pushgateway = opt("pushgatewayUrl")
+    containers = props.get("containers") or {}
     return VerificationTarget(
         dsn=str(props["dsn"]),
         database=str(props["database"]),
         expectations=Expectations.from_input(props.get("expectations") or {}),
+        containers=Containers(
+            database=str(containers.get("database") or ""),
+            exporter=str(containers.get("exporter") or ""),
+            prometheus=str(containers.get("prometheus") or ""),
+            pushgateway=str(containers.get("pushgateway") or ""),
+            grafana=str(containers.get("grafana") or ""),
+            backup_scheduler=str(containers.get("backupScheduler") or ""),
+        ),
+        backup_age=BackupAgeLimit(
+            seconds=int(props["backupMaxAgeSeconds"]), rule=str(props["backupAgeRule"])
+        ),
         prometheus_url=opt("prometheusUrl"),
         pushgateway_url=pushgateway,
         grafana=grafana,
         exporter_jobs=tuple(str(j) for j in props.get("exporterJobs") or ()),
-        backups=backup_source_from(
-            str(props.get("backupSource") or "none"), pushgateway_url=pushgateway
-        ),
-        backup_max_age_hours=int(props.get("backupMaxAgeHours") or 26),
+        scrape_error_jobs=tuple(str(j) for j in props.get("scrapeErrorJobs") or ()),
+        backups=backup_source_from(str(props["backupSource"]), pushgateway_url=pushgateway),
         warn_only=tuple(str(c) for c in props.get("warnOnly") or ()),
-        settle_seconds=float(props.get("settleSeconds") or 0),
-        timeout_seconds=float(props.get("timeoutSeconds") or 10),
+        settle_seconds=float(props["settleSeconds"]),
+        timeout_seconds=float(props["timeoutSeconds"]),
     )
 
 
@@ -302,7 +324,10 @@ def scrub_report(
 @dataclass(frozen=True, kw_only=True)
 class VerificationArgs:
     """Inputs of :class:`Verification`. None replaces the resource; a change of any input but
-    the DSN, the Grafana password and the timeouts re-runs the checks."""
+    the DSN, the Grafana password, the container names and the timeouts re-runs the checks.
+
+    The inputs that are settings have no default here: the wiring passes the stack's value, whose
+    default is declared once, in :data:`ms5_components.settings.SPECS`."""
 
     stack: str
     """Stack name (resource id, messages)."""
@@ -311,6 +336,19 @@ class VerificationArgs:
     """Superuser DSN from the Pulumi host (secret; only read-only sessions are opened)."""
     expectations: Mapping[str, Any]
     """:meth:`Expectations.to_input` of the migration files."""
+    containers: Mapping[str, pulumi.Input[str]]
+    """The stack's container names by role (database, exporter, prometheus, pushgateway,
+    grafana, backupScheduler; the monitoring ones absent without monitoring), as the stack
+    created them: the next steps of the report name them."""
+    backup_source: str
+    """``ms5:verificationBackupSource``."""
+    backup_age: BackupAgeLimit
+    """How old the newest verified backup may be, and why
+    (:func:`~ms5_components.backups.plan.backup_age_limit`)."""
+    settle_seconds: int
+    """``ms5:verificationSettleSeconds``."""
+    timeout_seconds: int
+    """``ms5:verificationTimeoutSeconds``."""
     schema_version: pulumi.Input[str] = ""
     migration_checksums: pulumi.Input[Mapping[str, str]] = field(default_factory=dict)
     migration_files: pulumi.Input[Mapping[str, str]] = field(default_factory=dict)
@@ -330,12 +368,13 @@ class VerificationArgs:
     dashboard_uid: str = ""
     dashboard_title: str = ""
     dashboard_panels: Sequence[str] = ()
+    monitoring_files: Mapping[str, str] = field(default_factory=dict)
+    """File name -> sha256 of every generated monitoring file the containers receive (empty
+    without monitoring): a changed configuration or dashboard re-runs the checks."""
     exporter_jobs: Sequence[str] = ()
-    backup_source: str = "none"
-    backup_max_age_hours: int = 26
+    scrape_error_jobs: Sequence[str] = ()
+    """The exporter jobs that keep ``pg_exporter_last_scrape_error`` (empty without monitoring)."""
     warn_only: Sequence[str] = ()
-    settle_seconds: int = 60
-    timeout_seconds: int = 10
 
 
 class Verification(pulumi.dynamic.Resource, module="ms5", name="Verification"):
@@ -378,9 +417,13 @@ class Verification(pulumi.dynamic.Resource, module="ms5", name="Verification"):
             "dashboardUid": args.dashboard_uid,
             "dashboardTitle": args.dashboard_title,
             "dashboardPanels": list(args.dashboard_panels),
+            "monitoringFiles": dict(sorted(args.monitoring_files.items())),
+            "containers": dict(sorted(args.containers.items())),
             "exporterJobs": list(args.exporter_jobs),
+            "scrapeErrorJobs": list(args.scrape_error_jobs),
             "backupSource": args.backup_source,
-            "backupMaxAgeHours": args.backup_max_age_hours,
+            "backupMaxAgeSeconds": args.backup_age.seconds,
+            "backupAgeRule": args.backup_age.rule,
             "warnOnly": sorted(args.warn_only),
             "settleSeconds": args.settle_seconds,
             "timeoutSeconds": args.timeout_seconds,

@@ -31,6 +31,12 @@ CHECKS: tuple[str, ...] = (
 )
 """Every check id, in report order (the values ``ms5:verificationWarnOnly`` accepts)."""
 
+DATABASE_UNREADABLE = "database"
+"""Check id of a database the verification could not read at all. Not one of :data:`CHECKS`:
+a stack cannot make it warn only, because nothing of that database was verified."""
+
+_ORDER: tuple[str, ...] = (DATABASE_UNREADABLE, *CHECKS)
+
 _RANK: Mapping[str, int] = {"not_applicable": 0, "ok": 0, "warn": 1, "fail": 2}
 
 
@@ -87,9 +93,10 @@ class Report:
 
     @classmethod
     def build(cls, findings: Iterable[Finding], *, warn_only: Iterable[str] = ()) -> Report:
-        """Order the findings by check and downgrade failures of ``warn_only`` checks."""
-        soft = frozenset(warn_only)
-        order = {c: i for i, c in enumerate(CHECKS)}
+        """Order the findings by check and downgrade failures of ``warn_only`` checks (never
+        those of :data:`DATABASE_UNREADABLE`)."""
+        soft = frozenset(warn_only) - {DATABASE_UNREADABLE}
+        order = {c: i for i, c in enumerate(_ORDER)}
         out = [
             replace(f, status="warn") if f.status == "fail" and f.check in soft else f
             for f in findings

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ms5_components.backups.plan import BackupAgeLimit
+from ms5_components.settings import int_default_of
 from ms5_components.verification.checks import (
     BackupInfo,
+    Containers,
     DatabaseExtensions,
     HttpAnswer,
     Job,
@@ -33,12 +36,14 @@ from ms5_components.verification.checks import (
     check_prometheus,
     check_pushgateway,
     check_schema,
+    unreadable_database,
 )
 from ms5_components.verification.expectations import Expectations
-from ms5_components.verification.report import Finding, Report, fail
+from ms5_components.verification.report import Finding, Report
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg import sql
 
 APPLICATION_NAME = "ms5-verification"
 
@@ -154,16 +159,21 @@ class VerificationTarget:
     """Superuser (or read-all) DSN of the application database, reachable from this host."""
     database: str
     expectations: Expectations
+    containers: Containers
+    """The stack's container names (the next steps name them)."""
+    backup_age: BackupAgeLimit
+    """How old the newest verified backup may be (:func:`~ms5_components.backups.plan.backup_age_limit`)."""
     prometheus_url: str | None = None
     pushgateway_url: str | None = None
     grafana: GrafanaTarget | None = None
     exporter_jobs: tuple[str, ...] = ()
+    scrape_error_jobs: tuple[str, ...] = ()
+    """The exporter jobs that keep ``pg_exporter_last_scrape_error`` (each must have a sample)."""
     backups: BackupSource | None = None
-    backup_max_age_hours: int = 26
     warn_only: tuple[str, ...] = ()
-    settle_seconds: float = 60.0
+    settle_seconds: float = float(int_default_of("verificationSettleSeconds"))
     """How long to wait for Prometheus to have scraped every target (right after a deploy)."""
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = float(int_default_of("verificationTimeoutSeconds"))
     """Timeout of each HTTP request and statement."""
     checks: tuple[str, ...] | None = None
     """Run only these checks (None: all that have a target)."""
@@ -259,18 +269,33 @@ WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
 """
 
 
-def _interval_or_text(key: str) -> str:
-    value = f"j.config ->> '{key}'"
-    return f"CASE WHEN {value} ~ '^-?[0-9]+$' THEN {value} ELSE ({value})::interval::text END"
+def _interval_or_text(key: str) -> sql.Composed:
+    """``config ->> key`` of a job as the server prints it: an integer offset as is (integer
+    hypertables), anything else as an interval's text."""
+    from psycopg import sql
+
+    value = sql.SQL("j.config ->> {}").format(sql.Literal(key))
+    return sql.SQL(
+        "CASE WHEN {value} ~ '^-?[0-9]+$' THEN {value} ELSE ({value})::interval::text END"
+    ).format(value=value)
 
 
-_JOBS_SQL = f"""
+def _jobs_sql() -> sql.Composed:
+    from psycopg import sql
+
+    return sql.SQL(_JOBS_TEMPLATE).format(
+        **{key: _interval_or_text(key) for key in _JOB_CONFIG_KEYS}
+    )
+
+
+_JOB_CONFIG_KEYS = ("compress_after", "drop_after", "start_offset", "end_offset")
+_JOBS_TEMPLATE = """
 SELECT j.job_id, j.proc_name,
        CASE WHEN j.hypertable_name IS NULL THEN ''
             ELSE format('%s.%s', j.hypertable_schema, j.hypertable_name) END,
        coalesce(s.last_run_status, ''), coalesce(s.total_failures, 0),
-       {_interval_or_text("compress_after")}, {_interval_or_text("drop_after")},
-       {_interval_or_text("start_offset")}, {_interval_or_text("end_offset")},
+       {compress_after}, {drop_after},
+       {start_offset}, {end_offset},
        j.schedule_interval::text,
        e.sqlerrcode, e.err_message,
        CASE WHEN s.last_run_status IS NULL AND s.job_status IS DISTINCT FROM 'Running'
@@ -316,7 +341,7 @@ def observe_schema(
     retention_jobs: dict[str, str] = {}
     refresh_jobs: dict[str, tuple[str, str, str]] = {}
     jobs: list[Job] = []
-    for r in conn.execute(_JOBS_SQL).fetchall():
+    for r in conn.execute(_jobs_sql()).fetchall():
         job_id, proc, target, status, failures = r[0], str(r[1]), str(r[2]), str(r[3]), r[4]
         target = caggs.get(target, target)
         if proc in ("policy_compression", "policy_columnstore") and r[5] is not None:
@@ -434,6 +459,7 @@ def _database_findings(target: VerificationTarget) -> list[Finding]:
                     ),
                     app_database=target.database,
                     required=exp.extensions,
+                    container=target.containers.database,
                 )
             )
         schema_checks = ("hypertables", "indexes", "columnstore", "retention")
@@ -444,12 +470,10 @@ def _database_findings(target: VerificationTarget) -> list[Finding]:
             out.extend(check_jobs(jobs))
     except psycopg.Error as exc:
         out.append(
-            fail(
-                "extension",
-                f"database {target.database}",
-                f"could not be read: {scrub(str(exc), target.dsn)}",
-                "check that the database container is running and healthy (docker ps), then "
-                "`pulumi up` again",
+            unreadable_database(
+                target.database,
+                scrub(str(exc), target.dsn),
+                container=target.containers.database,
             )
         )
     return out
@@ -481,14 +505,32 @@ def _monitoring_findings(target: VerificationTarget) -> list[Finding]:
                 break
             time.sleep(1.0)
         if _wanted(target, "prometheus"):
-            out.extend(check_prometheus(ready, targets, rules, url=prom))
+            out.extend(
+                check_prometheus(
+                    ready, targets, rules, url=prom, container=target.containers.prometheus
+                )
+            )
         if _wanted(target, "exporter") and target.exporter_jobs:
             out.extend(
-                check_exporter(targets, pg_up, scrape_error, exporter_jobs=target.exporter_jobs)
+                check_exporter(
+                    targets,
+                    pg_up,
+                    scrape_error,
+                    exporter_jobs=target.exporter_jobs,
+                    scrape_error_jobs=target.scrape_error_jobs,
+                    containers=target.containers,
+                    prometheus_url=prom,
+                )
             )
     gateway = target.pushgateway_url
     if gateway and _wanted(target, "pushgateway"):
-        out.extend(check_pushgateway(http_get(f"{gateway}/-/ready", timeout=timeout), url=gateway))
+        out.extend(
+            check_pushgateway(
+                http_get(f"{gateway}/-/ready", timeout=timeout),
+                url=gateway,
+                container=target.containers.pushgateway,
+            )
+        )
     grafana = target.grafana
     if grafana is not None and _wanted(target, "grafana", "dashboard"):
         auth = (grafana.user, grafana.password)
@@ -506,6 +548,7 @@ def _monitoring_findings(target: VerificationTarget) -> list[Finding]:
                 uid=grafana.dashboard_uid,
                 title=grafana.dashboard_title,
                 panels=grafana.panels,
+                container=target.containers.grafana,
             )
         )
     return out
@@ -574,20 +617,21 @@ def _backup_findings(target: VerificationTarget, now: Callable[[], float]) -> li
     if not _wanted(target, "backup"):
         return []
     source = target.backups
-    if source is None:
-        return check_backup(None, now=now(), max_age_hours=target.backup_max_age_hours, source="-")
-    try:
-        listed = source.list(target.database)
-    except (OSError, ValueError) as exc:
-        return check_backup(
-            [],
-            now=now(),
-            max_age_hours=target.backup_max_age_hours,
-            source=source.describe(),
-            error=str(exc),
-        )
+    listed: list[BackupInfo] | None = None
+    error = ""
+    if source is not None:
+        try:
+            listed = source.list(target.database)
+        except (OSError, ValueError) as exc:
+            listed, error = [], str(exc)
     return check_backup(
-        listed, now=now(), max_age_hours=target.backup_max_age_hours, source=source.describe()
+        listed,
+        now=now(),
+        max_age_seconds=target.backup_age.seconds,
+        limit_rule=target.backup_age.rule,
+        source=source.describe() if source is not None else "-",
+        scheduler=target.containers.backup_scheduler,
+        error=error,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 import pulumi
 
+from ms5_components.backups.plan import BackupAgeLimit, backup_age_limit
 from ms5_components.benchmark.provider import Benchmark, BenchmarkArgs
 from ms5_components.settings import Settings, default_of, int_default_of
 from ms5_components.verification.gate import DeployGate, DeployGateArgs
@@ -22,6 +23,8 @@ from ms5_components.verification.provider import (
     VerificationArgs,
     public_settings,
 )
+
+SCRAPE_ERROR_METRIC = "pg_exporter_last_scrape_error"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,7 +37,9 @@ class VerificationSettings:
     backup_source: str
     settle_seconds: int
     timeout_seconds: int
-    backup_max_age_hours: int
+    backup_age: BackupAgeLimit
+    """The age limit of the newest verified backup: from ``ms5:backupSchedule`` when the backup
+    scheduler runs, else ``ms5:backupMaxAgeHours``."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VerificationSettings:
@@ -48,7 +53,12 @@ class VerificationSettings:
             ),
             settle_seconds=_int(raw, "verificationSettleSeconds"),
             timeout_seconds=_int(raw, "verificationTimeoutSeconds"),
-            backup_max_age_hours=_int(raw, "backupMaxAgeHours"),
+            backup_age=backup_age_limit(
+                scheduled=settings.backups.enabled and settings.backups.scheduler_enabled,
+                schedule=settings.backups.schedule,
+                timeout_seconds=settings.backups.timeout_seconds,
+                max_age_hours=_int(raw, "backupMaxAgeHours"),
+            ),
         )
 
 
@@ -128,12 +138,18 @@ def build_checks(
     pushgateway_url: pulumi.Input[str] | None,
     grafana_url: pulumi.Input[str] | None,
     grafana_password: pulumi.Input[str] | None,
+    containers: Mapping[str, pulumi.Input[str]],
+    monitoring_files: Mapping[str, str],
     after: Sequence[pulumi.Resource],
     gate_after: Sequence[pulumi.Resource] = (),
 ) -> Checks:
     """Create the Verification (after ``after``), the Benchmark (after the Verification) and
-    the DeployGate (after both and ``gate_after``: the resources neither waits for)."""
-    from ms5_components.monitoring import dashboard, metrics
+    the DeployGate (after both and ``gate_after``: the resources neither waits for).
+
+    ``containers`` are the stack's container names by role (the report's next steps name them);
+    ``monitoring_files`` the text of every generated monitoring file the containers receive, by
+    name (its digests are inputs: a changed file re-runs the verification)."""
+    from ms5_components.monitoring import dashboard, metrics, prometheus_config
 
     ver = VerificationSettings.from_settings(settings)
     bench = BenchmarkSettings.from_settings(settings)
@@ -147,6 +163,7 @@ def build_checks(
                 database=database,
                 dsn=dsn,
                 expectations=expectations,
+                containers=containers,
                 schema_version=schema_version,
                 migration_checksums=migration_checksums,
                 migration_files=migration_files,
@@ -162,9 +179,14 @@ def build_checks(
                 dashboard_uid=dashboard.DASHBOARD_UID if grafana_url is not None else "",
                 dashboard_title=dashboard.DASHBOARD_TITLE if grafana_url is not None else "",
                 dashboard_panels=dashboard.ORIGINAL_PANELS if grafana_url is not None else (),
+                monitoring_files=file_digests(monitoring_files),
                 exporter_jobs=metrics.EXPORTER_JOBS if monitored else (),
+                # A built-in exporter metric: the custom queries do not move it between jobs.
+                scrape_error_jobs=(
+                    prometheus_config.job_for_metric(SCRAPE_ERROR_METRIC, ()) if monitored else ()
+                ),
                 backup_source=ver.backup_source,
-                backup_max_age_hours=ver.backup_max_age_hours,
+                backup_age=ver.backup_age,
                 warn_only=ver.warn_only,
                 settle_seconds=ver.settle_seconds,
                 timeout_seconds=ver.timeout_seconds,
@@ -207,6 +229,13 @@ def build_checks(
         benchmark=benchmark,
         gate=build_gate(settings, verification, benchmark, gate_after),
     )
+
+
+def file_digests(files: Mapping[str, str]) -> dict[str, str]:
+    """File name -> sha256 of its text."""
+    import hashlib
+
+    return {name: hashlib.sha256(text.encode()).hexdigest() for name, text in sorted(files.items())}
 
 
 def build_gate(
