@@ -163,7 +163,7 @@ def test_a_scrape_error_names_its_job() -> None:
 
 
 def _verification_inputs(run: object) -> dict[str, object]:
-    return unwrap(run.one(VERIFICATION).inputs)  # type: ignore[attr-defined]
+    return unwrap(run.one(VERIFICATION).inputs)
 
 
 def test_a_changed_monitoring_file_reruns_the_verification(program, monkeypatch) -> None:
@@ -246,7 +246,8 @@ def test_the_stack_settings_give_the_verification_the_schedules_limit() -> None:
 
 def test_the_limit_reaches_the_verification_inputs(program) -> None:
     inputs = _verification_inputs(program("staging", {"ms5:backupSchedule": "every 2h"}))
-    assert inputs["backupAgeRule"].startswith("ms5:backupSchedule 'every 2h' (2 h)")  # type: ignore[union-attr]
+    rule = str(inputs["backupAgeRule"])
+    assert rule.startswith("ms5:backupSchedule 'every 2h' (2 h)")
     assert inputs["backupMaxAgeSeconds"] == 7_200 + int_default_of("backupTimeoutSeconds")
 
 
@@ -287,10 +288,10 @@ def test_the_inputs_carry_the_container_names_of_the_stack(program) -> None:
         "grafana": "monitoring-grafana-container",
     }
     for role, resource in expected.items():
-        assert containers[role] == run.by_name(resource).plain("name"), role  # type: ignore[index]
-    assert containers["prometheus"] == "ms5-staging-prometheus"  # type: ignore[index]
+        assert containers[role] == run.by_name(resource).plain("name"), role
+    assert containers["prometheus"] == "ms5-staging-prometheus"
     scheduler = run.by_name("backups-backup-scheduler")
-    assert containers["backupScheduler"] == scheduler.plain("name")  # type: ignore[index]
+    assert containers["backupScheduler"] == scheduler.plain("name")
     # Named, not waited for: only the DeployGate waits for the scheduler.
     assert not run.depends_on(run.one(VERIFICATION), scheduler)
 

@@ -533,9 +533,9 @@ def check_prometheus(
                     "prometheus",
                     f"{url} targets",
                     "no active scrape target",
-                    f"the loaded prometheus.yml has no scrape_configs: compare "
-                    f"{_prometheus_config(container)} with the generated one (tools/gen_monitoring.py) "
-                    f"and see {logs(container)}",
+                    "the loaded prometheus.yml has no scrape_configs: compare "
+                    f"{_prometheus_config(container)} with the generated one "
+                    f"(tools/gen_monitoring.py) and see {logs(container)}",
                 )
             )
         for target in active:
@@ -587,8 +587,9 @@ def check_prometheus(
                         "prometheus",
                         f"rule {group.get('name')}/{rule.get('name')}",
                         f"{health}: {rule.get('lastError') or ''}".strip(),
-                        f"fix the expression of rule {rule.get('name')} in ms5_components/monitoring/rules.py "
-                        "(promtool check rules on the generated file) and redeploy",
+                        f"fix the expression of rule {rule.get('name')} in "
+                        "ms5_components/monitoring/rules.py (promtool check rules on the "
+                        "generated file) and redeploy",
                     )
                 )
     if count == 0:

@@ -162,7 +162,8 @@ class VerificationTarget:
     containers: Containers
     """The stack's container names (the next steps name them)."""
     backup_age: BackupAgeLimit
-    """How old the newest verified backup may be (:func:`~ms5_components.backups.plan.backup_age_limit`)."""
+    """How old the newest verified backup may be
+    (:func:`~ms5_components.backups.plan.backup_age_limit`)."""
     prometheus_url: str | None = None
     pushgateway_url: str | None = None
     grafana: GrafanaTarget | None = None
