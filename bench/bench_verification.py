@@ -12,8 +12,8 @@ Measured side by side in one run, on one server, on the MS5.0 schema:
    connection, each into a fresh copy of ``ms5.machine_metrics`` created the same way. Alternated
    ``--repeat`` times; medians compared.
 2. **Query latency** (target: within 10 % of psql): each benchmark query timed by the resource's
-   code (psycopg, warm-up then timed runs) and the same SQL text timed by ``psql`` (``\\timing``)
-   on the same data in the same run; medians compared. On a Timescale-licensed server the
+   code (libpq's PQexec on its psycopg connection, warm-up then timed runs) and the same SQL text
+   timed by ``psql`` (``\\timing``) on the same data in the same run; medians compared. On a Timescale-licensed server the
    continuous-aggregate query too: the cagg is created and refreshed as the resource does.
 
 Then one whole run of the resource's benchmark (ingest, queries, compression) with its figures
@@ -165,9 +165,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--query-runs", type=int, default=30)
+    parser.add_argument("--query-runs", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
 
     with server_dsn(args.dsn) as (admin, env), migrated_database(admin) as dsn:
@@ -217,25 +217,45 @@ def main() -> int:
             if full:
                 runner.create_cagg(conn, schema)
             texts = runner.render_queries(conn, schema, shape)
-            # Alternate the two clients in rounds, so a change of machine load hits both alike.
+            # Alternate the two clients query by query in rounds, each going first in every
+            # other round, so a change of machine load hits both alike.
             rounds = max(1, args.rounds)
             per_round = max(1, args.query_runs // rounds)
             small = dataclasses.replace(config, query_runs=per_round, warmup_runs=args.warmup)
             ours_ms: dict[str, list[float]] = {q.name: [] for q in QUERIES}
             theirs_ms: dict[str, list[float]] = {q.name: [] for q in QUERIES}
-            for _ in range(rounds):
-                budget = runner._Budget(dsn, "ms5-benchmark-bench", 3600)
-                for q in runner._time_queries(
-                    conn, texts, full=full, license_=license_, config=small, budget=budget
-                ):
-                    if q.latency is None:
-                        continue
-                    ours_ms[q.name].append(q.latency.p50_ms)
-                    theirs_ms[q.name].append(
-                        statistics.median(
-                            psql_timings(dsn, env, texts[q.name], per_round, args.warmup)
+            budget = runner._Budget(dsn, "ms5-benchmark-bench", 3600)
+            for round_ in range(rounds):
+                for spec in QUERIES:
+
+                    def by_resource(name: str = spec.name) -> None:
+                        [q] = runner._time_queries(
+                            conn,
+                            texts,
+                            full=full,
+                            license_=license_,
+                            config=small,
+                            budget=budget,
+                            only=name,
                         )
-                    )
+                        if q.latency is not None:
+                            ours_ms[name].append(q.latency.p50_ms)
+
+                    def by_psql(
+                        name: str = spec.name, licensed_only: bool = spec.full_license_only
+                    ) -> None:
+                        if licensed_only and not full:
+                            return
+                        theirs_ms[name].append(
+                            statistics.median(
+                                psql_timings(dsn, env, texts[name], per_round, args.warmup)
+                            )
+                        )
+
+                    for side in (
+                        (by_resource, by_psql) if round_ % 2 == 0 else (by_psql, by_resource)
+                    ):
+                        side()
         print(
             f"\nqueries (median of {rounds} alternated rounds of {per_round} runs after "
             f"{args.warmup} warm-up each; same SQL, same data):"

@@ -204,6 +204,28 @@ def test_the_time_budget_stops_the_run_and_drops_its_schema(dsn: str) -> None:
     assert scratch(dsn) == []
 
 
+def test_the_budget_cancels_a_timed_query_in_flight(dsn: str) -> None:
+    # A timed query runs in libpq with the GIL released, so the watchdog thread still fires and
+    # cancels it at the deadline, and a failed query raises what psycopg raises for it.
+    texts = {spec.name: "SELECT pg_sleep(30)" for spec in QUERIES}
+    config = runner.BenchmarkConfig(dsn=dsn, stack="stuck", query_runs=1, warmup_runs=0)
+    with psycopg.connect(dsn, autocommit=True, application_name="ms5-benchmark-stuck") as conn:
+        budget = runner._Budget(dsn, "ms5-benchmark-stuck", 2)
+        budget.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                runner._time_queries(
+                    conn, texts, full=False, license_="apache", config=config, budget=budget
+                )
+        finally:
+            budget.stop()
+        assert time.monotonic() - started < 15
+        assert budget.expired
+        # The connection is usable afterwards, as the run's cleanup needs it.
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def _stall_queries(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[str]:
     """Make the resource's run sleep ``seconds`` as its queries start; returns the scratch
     schemas it saw (the provider calls ``runner.run`` with no hook of its own)."""
