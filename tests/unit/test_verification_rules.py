@@ -92,6 +92,31 @@ def test_the_unreadable_database_check_is_not_a_warn_only_choice() -> None:
     ]
 
 
+def test_an_installed_extension_the_server_no_longer_offers_fails_naming_its_database() -> None:
+    findings = check_extensions(
+        [
+            DatabaseExtensions(
+                database="ms5",
+                installed={"timescaledb": "2.19.3"},
+                default={"timescaledb": "2.19.3"},
+            ),
+            DatabaseExtensions(database="reports", installed={"postgis": "3.5.0"}, default={}),
+        ],
+        app_database="ms5",
+        required=("timescaledb",),
+        container="ms5-t-timescaledb",
+    )
+    failed = [(f.object, f.message, f.next_step) for f in findings if f.status == "fail"]
+    assert len(failed) == 1
+    where, message, next_step = failed[0]
+    assert "reports" in where and "postgis" in where
+    assert message == (
+        "installed 3.5.0, but the server offers no version of it (pg_available_extensions): "
+        "the image lacks the extension"
+    )
+    assert "DROP EXTENSION postgis in reports" in next_step
+
+
 # ---- b: the exporter's scrape-error sample must be there -------------------------------------
 
 
