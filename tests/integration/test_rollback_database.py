@@ -16,7 +16,7 @@ import pytest
 from ms5_components.backups import runner
 from ms5_components.errors import MigrationFailedError, RollbackError
 from ms5_components.migrations import repository_migrations_dir
-from ms5_components.migrations.plan import load_directory, version_key
+from ms5_components.migrations.plan import Migration, load_directory, version_key
 from ms5_components.migrations.runner import run
 from ms5_components.rollback import (
     VERIFICATION,
@@ -41,6 +41,22 @@ def installed_timescaledb(dsn: str) -> str:
         ).fetchone()
     assert row is not None
     return str(row[0])
+
+
+def last_good_record(dsn: str) -> tuple[tuple[Migration, ...], str, str, dict[str, object]]:
+    """The repository's migration files, their newest version, the installed TimescaleDB
+    version, and the ``lastGood`` record of a deploy that ran them on ``dsn``."""
+    good_files = load_directory(repository_migrations_dir())
+    good_version = max((m.version for m in good_files), key=version_key)
+    extension = installed_timescaledb(dsn)
+    last_good: dict[str, object] = {
+        "extensionVersion": extension,
+        "migrationFiles": {m.filename: m.checksum for m in good_files},
+        "schemaVersion": good_version,
+        "settings": public_settings(load_settings({}, stack="staging")),
+        "verifiedAt": "2026-12-01T20:00:00Z",
+    }
+    return good_files, good_version, extension, last_good
 
 
 def pulumi_cli(last_good: dict[str, object], state_version: str) -> Callable[[Sequence[str]], str]:
@@ -75,18 +91,9 @@ def test_the_rollback_plans_with_the_databases_versions_when_the_state_says_othe
     ms5_database: str, backup_target: Callable[..., runner.Target], tmp_path: Path
 ) -> None:
     database = TargetDatabase(target=backup_target(ms5_database))
-    good_files = load_directory(repository_migrations_dir())
-    good_version = max((m.version for m in good_files), key=version_key)
-    extension = installed_timescaledb(ms5_database)
+    good_files, good_version, extension, last_good = last_good_record(ms5_database)
     at_good = database.versions()
     assert (at_good.schema_version, at_good.extension_version) == (good_version, extension)
-    last_good: dict[str, object] = {
-        "extensionVersion": extension,
-        "migrationFiles": {m.filename: m.checksum for m in good_files},
-        "schemaVersion": good_version,
-        "settings": public_settings(load_settings({}, stack="staging")),
-        "verifiedAt": "2026-12-01T20:00:00Z",
-    }
     pre_change = runner.take_backup(target=database.target, settings=FAST)
 
     # The failed deploy: its first new migration commits, its second fails, so the MigrationSet
@@ -130,16 +137,7 @@ def test_a_non_transactional_migration_that_failed_part_way_calls_for_the_restor
     ms5_database: str, backup_target: Callable[..., runner.Target], tmp_path: Path
 ) -> None:
     database = TargetDatabase(target=backup_target(ms5_database))
-    good_files = load_directory(repository_migrations_dir())
-    good_version = max((m.version for m in good_files), key=version_key)
-    extension = installed_timescaledb(ms5_database)
-    last_good: dict[str, object] = {
-        "extensionVersion": extension,
-        "migrationFiles": {m.filename: m.checksum for m in good_files},
-        "schemaVersion": good_version,
-        "settings": public_settings(load_settings({}, stack="staging")),
-        "verifiedAt": "2026-12-01T20:00:00Z",
-    }
+    good_files, good_version, _extension, last_good = last_good_record(ms5_database)
     directory = tmp_path / "migrations"
     shutil.copytree(repository_migrations_dir(), directory)
     partial = str(int(good_version) + 1)

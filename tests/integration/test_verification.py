@@ -69,6 +69,18 @@ CONTAINERS = Containers(
 BACKUP_AGE = BackupAgeLimit(seconds=26 * 3600, rule="ms5:backupMaxAgeHours 26")
 
 
+def target_of(dsn: str, database: str, **fields: Any) -> VerificationTarget:
+    """A target with this module's expectations, container names and backup age limit."""
+    return VerificationTarget(
+        dsn=dsn,
+        database=database,
+        expectations=EXPECTATIONS,
+        containers=CONTAINERS,
+        backup_age=BACKUP_AGE,
+        **fields,
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # The Grafana stand-in (Grafana's two endpoints the check uses)
 # ------------------------------------------------------------------------------------------------
@@ -206,12 +218,9 @@ def services(
 
 
 def full_target(services: Services, grafana_url: str, **changes: Any) -> VerificationTarget:
-    target = VerificationTarget(
-        dsn=services.admin_dsn,
-        database=services.database,
-        expectations=EXPECTATIONS,
-        containers=CONTAINERS,
-        backup_age=BACKUP_AGE,
+    target = target_of(
+        services.admin_dsn,
+        services.database,
         prometheus_url=services.prometheus.url,
         pushgateway_url=services.pushgateway_url,
         grafana=grafana_target(grafana_url),
@@ -337,12 +346,9 @@ def test_the_extension_is_checked_in_every_database_that_has_it(
     before = {
         name: _extensions(make_conninfo(pg_server.dsn, dbname=name)) for name in other_databases
     }
-    target = VerificationTarget(
-        dsn=migrated,
-        database=database,
-        expectations=EXPECTATIONS,
-        containers=CONTAINERS,
-        backup_age=BACKUP_AGE,
+    target = target_of(
+        migrated,
+        database,
         checks=("extension",),
     )
     report = verify(target)
@@ -395,12 +401,9 @@ def test_a_missing_hypertable_turns_it_red(migrated: str) -> None:
     )
     database = str(conninfo_to_dict(migrated)["dbname"])
     report = verify(
-        VerificationTarget(
-            dsn=migrated,
-            database=database,
-            expectations=EXPECTATIONS,
-            containers=CONTAINERS,
-            backup_age=BACKUP_AGE,
+        target_of(
+            migrated,
+            database,
         )
     )
     assert report.status == "fail"
@@ -425,12 +428,9 @@ def test_a_changed_chunk_interval_is_reported(migrated: str) -> None:
         conn.execute("SELECT set_chunk_time_interval('ms5.machine_metrics', INTERVAL '1 day')")
     database = str(conninfo_to_dict(migrated)["dbname"])
     report = verify(
-        VerificationTarget(
-            dsn=migrated,
-            database=database,
-            expectations=EXPECTATIONS,
-            containers=CONTAINERS,
-            backup_age=BACKUP_AGE,
+        target_of(
+            migrated,
+            database,
             checks=("hypertables",),
         )
     )
@@ -462,12 +462,9 @@ def test_a_failing_job_is_reported_with_the_servers_message(migrated: str) -> No
     jobs in verificationWarnOnly gets the same finding as a warning."""
     job_id, message = _wait_for_failed_job(migrated)
     database = str(conninfo_to_dict(migrated)["dbname"])
-    target = VerificationTarget(
-        dsn=migrated,
-        database=database,
-        expectations=EXPECTATIONS,
-        containers=CONTAINERS,
-        backup_age=BACKUP_AGE,
+    target = target_of(
+        migrated,
+        database,
         checks=("jobs",),
     )
     report = verify(target)
@@ -491,12 +488,9 @@ def test_a_failing_policy_job_names_its_hypertable(
     database = str(conninfo_to_dict(migrated)["dbname"])
     while time.monotonic() < deadline and not found:
         report = verify(
-            VerificationTarget(
-                dsn=migrated,
-                database=database,
-                expectations=EXPECTATIONS,
-                containers=CONTAINERS,
-                backup_age=BACKUP_AGE,
+            target_of(
+                migrated,
+                database,
                 checks=("jobs",),
             )
         )
@@ -577,12 +571,9 @@ def test_a_prometheus_target_down_turns_it_red(
 def test_grafana_check_against_a_stand_in_of_grafanas_http_api(grafana: GrafanaStandIn) -> None:
     """Grafana cannot run here: the real check runs against a local stand-in implementing
     ``/api/health`` and ``/api/dashboards/uid/<uid>``."""
-    target = VerificationTarget(
-        dsn="",
-        database="ms5",
-        expectations=EXPECTATIONS,
-        containers=CONTAINERS,
-        backup_age=BACKUP_AGE,
+    target = target_of(
+        "",
+        "ms5",
         grafana=grafana_target(grafana.url),
         checks=("grafana", "dashboard"),
     )
@@ -623,12 +614,9 @@ def _publish(directory: Path, database: str, finished: float, *, manifest: bool 
 
 def test_backup_age_from_the_backup_directory(tmp_path: Path) -> None:
     now = time.time()
-    target = VerificationTarget(
-        dsn="",
-        database="ms5",
-        expectations=EXPECTATIONS,
-        containers=CONTAINERS,
-        backup_age=BACKUP_AGE,
+    target = target_of(
+        "",
+        "ms5",
         backups=BackupDirectory(tmp_path),
         checks=("backup",),
     )

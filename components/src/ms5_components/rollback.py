@@ -361,18 +361,17 @@ class TargetDatabase:
         versions: list[str] = []
         partial: list[str] = []
         if found["history"]:
-            applied = sql.SQL(
-                "SELECT coalesce(json_agg(version), '[]') FROM {table} WHERE outcome IN ({ok})"
+            history = sql.SQL(
+                "SELECT json_build_object("
+                "'applied', coalesce(json_agg(version) FILTER (WHERE outcome IN ({ok})), '[]'), "
+                "'partial', coalesce(json_agg(version) FILTER "
+                "(WHERE outcome = 'failed' AND NOT transactional), '[]')) FROM {table}"
             ).format(
                 table=table,
                 ok=sql.SQL(", ").join(sql.Literal(o) for o in sorted(APPLIED_OUTCOMES)),
             )
-            versions = json.loads(psql(self.target, self.target.database, applied.as_string(None)))
-            failed = sql.SQL(
-                "SELECT coalesce(json_agg(version), '[]') FROM {table}"
-                " WHERE outcome = 'failed' AND NOT transactional"
-            ).format(table=table)
-            partial = json.loads(psql(self.target, self.target.database, failed.as_string(None)))
+            rows = json.loads(psql(self.target, self.target.database, history.as_string(None)))
+            versions, partial = rows["applied"], rows["partial"]
         return DatabaseVersions(
             schema_version=max(versions, key=version_key) if versions else "",
             partial_failures=tuple(sorted(str(v) for v in partial)),

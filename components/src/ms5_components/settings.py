@@ -333,11 +333,25 @@ def _backup_label(raw: str) -> str:
     return raw
 
 
+_DAILY_SCHEDULE = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+_EVERY_SCHEDULE = re.compile(r"every ([1-9][0-9]{0,4})(m|h)")
+
+
+def backup_schedule_seconds(schedule: str) -> int | None:
+    """The time between two scheduled backups of an ``ms5:backupSchedule`` value, as the
+    scheduler's loop waits it: ``HH:MM`` is daily (86400 s); ``every <N>m`` / ``every <N>h`` is
+    N minutes / hours after the previous cycle ended. None for text of neither form."""
+    if _DAILY_SCHEDULE.fullmatch(schedule):
+        return 86_400
+    match = _EVERY_SCHEDULE.fullmatch(schedule)
+    if match is None:
+        return None
+    return int(match[1]) * (60 if match[2] == "m" else 3600)
+
+
 def _backup_schedule(raw: str) -> str:
-    if re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", raw):
-        return raw
-    match = re.fullmatch(r"every ([1-9][0-9]{0,4})(m|h)", raw)
-    if match and (int(match[1]) >= 5 or match[2] == "h"):
+    seconds = backup_schedule_seconds(raw)
+    if seconds is not None and seconds >= 300:
         return raw
     raise ValueError("expected HH:MM (daily, UTC) or every <N>m (N >= 5) / every <N>h")
 

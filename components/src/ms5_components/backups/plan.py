@@ -180,19 +180,17 @@ def describe_plan(plan: RetentionPlan) -> Sequence[str]:
 
 
 def schedule_period_seconds(schedule: str) -> int:
-    """The time between two scheduled backups of ``ms5:backupSchedule``, as the scheduler's
-    loop waits it: ``HH:MM`` is daily (86400 s); ``every <N>m`` / ``every <N>h`` is N minutes
-    / hours after the previous cycle ended. Raises ValueError for any other text."""
-    import re
+    """The time between two scheduled backups of ``ms5:backupSchedule``
+    (:func:`~ms5_components.settings.backup_schedule_seconds`, the settings' own grammar).
+    Raises ValueError for text that is no schedule."""
+    from ms5_components.settings import backup_schedule_seconds
 
-    if re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", schedule):
-        return 86_400
-    match = re.fullmatch(r"every ([1-9][0-9]*)(m|h)", schedule)
-    if match is None:
+    seconds = backup_schedule_seconds(schedule)
+    if seconds is None:
         raise ValueError(
             f"backup schedule {schedule!r}: expected HH:MM (daily, UTC) or every <N>m / every <N>h"
         )
-    return int(match[1]) * (60 if match[2] == "m" else 3600)
+    return seconds
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -178,8 +178,6 @@ def run_benchmark(props: Mapping[str, Any]) -> dict[str, Any]:
     complete (an error, its time budget, its session terminated, the database unreachable) is
     recorded as a failed run (:func:`_failed`), not raised; only inputs this provider cannot
     read raise (``check`` reports them first)."""
-    import psycopg
-
     from ms5_components.benchmark import runner
     from ms5_components.benchmark.plan import Thresholds, evaluate
     from ms5_components.errors import BenchmarkRunError
@@ -197,11 +195,7 @@ def run_benchmark(props: Mapping[str, Any]) -> dict[str, Any]:
         result = runner.run(config)
     except BenchmarkRunError as failure:
         return _failed(props, config, failure, gate=gate, previous=previous)
-    stored = ""
-    try:
-        runner.record(config.dsn, result, run_id=config.run_id)
-    except psycopg.Error as exc:
-        stored = f"not stored: {runner._scrub(str(exc), config.dsn)}"
+    stored = runner.record(config.dsn, result, run_id=config.run_id)
     pushed = ""
     url = str(props.get("pushgatewayUrl") or "")
     if url:

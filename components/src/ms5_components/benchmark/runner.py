@@ -706,24 +706,31 @@ def previous_run(dsn: str, stack: str) -> dict[tuple[str, str], float]:
     return {(str(b), str(m)): float(v) for b, m, v in rows}
 
 
-def _store(dsn: str, rows: list[tuple[Any, ...]]) -> None:
+def _store(dsn: str, rows: list[tuple[Any, ...]]) -> str:
+    """Insert ``rows`` into the results hypertable; returns "" when stored, else why not
+    (scrubbed): a database that is down is no reason to raise."""
     import psycopg
 
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-        for ddl in _RESULTS_DDL:
-            conn.execute(ddl)
-        with conn.transaction(), conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO ms5_meta.benchmark_results"
-                " (time, stack, run_id, benchmark, metric, value)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                rows,
-            )
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            for ddl in _RESULTS_DDL:
+                conn.execute(ddl)
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO ms5_meta.benchmark_results"
+                    " (time, stack, run_id, benchmark, metric, value)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    rows,
+                )
+    except psycopg.Error as exc:
+        return f"not stored: {_scrub(str(exc), dsn)}"
+    return ""
 
 
-def record(dsn: str, result: BenchmarkResult, *, run_id: str) -> None:
-    """Store the run's measurements (one row each, one timestamp per run)."""
-    _store(
+def record(dsn: str, result: BenchmarkResult, *, run_id: str) -> str:
+    """Store the run's measurements (one row each, one timestamp per run); returns "" when
+    stored, else why not."""
+    return _store(
         dsn,
         [(result.finished_at, result.stack, run_id, b, m, v) for b, m, v in result.measurements()],
     )
@@ -733,20 +740,14 @@ def record_failure(
     dsn: str, stack: str, failure: BenchmarkRunError, *, run_id: str, finished_at: datetime
 ) -> str:
     """Store that a run did not complete (``run/failed`` 1 and its ``run/seconds``); returns ""
-    when stored, else why not (scrubbed): a database that is down is no reason to raise."""
-    import psycopg
-
-    try:
-        _store(
-            dsn,
-            [
-                (finished_at, stack, run_id, *FAILED, 1.0),
-                (finished_at, stack, run_id, "run", "seconds", failure.seconds),
-            ],
-        )
-    except psycopg.Error as exc:
-        return f"not stored: {_scrub(str(exc), dsn)}"
-    return ""
+    when stored, else why not."""
+    return _store(
+        dsn,
+        [
+            (finished_at, stack, run_id, *FAILED, 1.0),
+            (finished_at, stack, run_id, "run", "seconds", failure.seconds),
+        ],
+    )
 
 
 def metrics_text(result: BenchmarkResult, thresholds: Thresholds) -> str:
